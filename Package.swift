@@ -1,0 +1,54 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let strictSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+]
+
+let package = Package(
+    name: "mvc",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "mvc", targets: ["mvc"]),
+        .library(name: "MVC", targets: ["MVC"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // OpenSSL's libcrypto (Debian `libssl-dev`): SHA-256 with the CPU's SHA instructions.
+        .systemLibrary(
+            name: "CMVCCrypto",
+            pkgConfig: "libcrypto",
+            providers: [.apt(["libssl-dev"])]
+        ),
+        // The object model, store, refs and operations. Knows nothing of git's libraries.
+        .target(
+            name: "MVCCore",
+            dependencies: ["CMVCCrypto"],
+            swiftSettings: strictSettings
+        ),
+        // What training code gets with `import MVC`.
+        .target(
+            name: "MVC",
+            dependencies: ["MVCCore"],
+            swiftSettings: strictSettings
+        ),
+        .executableTarget(
+            name: "mvc",
+            dependencies: [
+                "MVC",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "MVCCoreTests",
+            dependencies: ["MVCCore"],
+            swiftSettings: strictSettings
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,107 @@
+/// Content-defined chunking with a gear rolling hash and FastCDC's normalised cut points.
+///
+/// Normative description in `docs/FORMAT.md` ("Chunking"). In short, for a chunk starting at the
+/// current position, with `n` bytes available:
+/// - if `n <= min`, the chunk is all `n` bytes;
+/// - otherwise `h = 0`, and for `i` from `min` to `min(n, max) - 1`:
+///   `h = (h << 1) &+ GEAR[byte[i]]` (64-bit wrapping); the chunk ends after byte `i` when
+///   `h & mask == 0`, with `mask = maskS` while `i < avg` and `maskL` after;
+/// - with no cut point found, the chunk is `min(n, max)` bytes.
+/// `maskS` is the top `log2(avg) + 1` bits of a 64-bit word, `maskL` the top `log2(avg) - 1` bits.
+public struct ChunkerParameters: Sendable, Equatable, Codable {
+    public var min: Int
+    public var avg: Int
+    public var max: Int
+
+    public static let algorithm = "fastcdc-gear-v1"
+
+    /// 64 KiB / 256 KiB / 1 MiB: measured in docs/PERFORMANCE.md as the smallest chunks whose
+    /// per-chunk cost (an index entry, a lookup) stays negligible next to hashing.
+    public static let standard = ChunkerParameters(min: 64 << 10, avg: 256 << 10, max: 1 << 20)
+
+    public init(min: Int, avg: Int, max: Int) {
+        self.min = min; self.avg = avg; self.max = max
+    }
+
+    /// Checks the invariants the algorithm needs; used when reading the store's config.
+    public func validate() throws(MVCError) {
+        guard min >= 64, avg > min, max > avg, avg & (avg - 1) == 0, max <= 64 << 20 else {
+            throw MVCError(.badConfig, "invalid chunking sizes min=\(min) avg=\(avg) max=\(max)",
+                           hint: "need 64 <= min < avg < max <= 64 MiB with avg a power of two")
+        }
+    }
+
+    var maskS: UInt64 { topBits(avgBits + 1) }
+    var maskL: UInt64 { topBits(avgBits - 1) }
+    private var avgBits: Int { avg.trailingZeroBitCount }
+    private func topBits(_ n: Int) -> UInt64 { n <= 0 ? 0 : ~UInt64(0) << UInt64(64 - n) }
+}
+
+/// The 256 gear values: successive outputs of splitmix64 seeded with 0x6d76632d67656172
+/// ("mvc-gear" in ASCII). FORMAT.md gives the first values; a test recomputes them.
+let gearTable: [UInt64] = {
+    var state: UInt64 = 0x6d76_632d_6765_6172
+    var table = [UInt64]()
+    table.reserveCapacity(256)
+    for _ in 0..<256 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        table.append(z ^ (z >> 31))
+    }
+    return table
+}()
+
+public struct Chunker: Sendable {
+    public let parameters: ChunkerParameters
+    private let maskS: UInt64
+    private let maskL: UInt64
+
+    public init(_ parameters: ChunkerParameters) {
+        self.parameters = parameters
+        maskS = parameters.maskS
+        maskL = parameters.maskL
+    }
+
+    /// Length of the chunk that starts at `buffer[0]`, or nil when more bytes are needed to decide
+    /// (fewer than `max` available and not at end of input).
+    public func nextCut(_ buffer: UnsafeRawBufferPointer, atEnd: Bool) -> Int? {
+        let n = buffer.count
+        if n < parameters.max && !atEnd { return nil }
+        if n <= parameters.min { return n }
+        let end = Swift.min(n, parameters.max)
+        let barrier = Swift.min(end, parameters.avg)
+        let bytes = buffer.baseAddress!.assumingMemoryBound(to: UInt8.self)
+        return gearTable.withUnsafeBufferPointer { gear -> Int in
+            let g = gear.baseAddress!
+            var h: UInt64 = 0
+            var i = parameters.min
+            while i < barrier {
+                h = (h << 1) &+ g[Int(bytes[i])]
+                if h & maskS == 0 { return i + 1 }
+                i += 1
+            }
+            while i < end {
+                h = (h << 1) &+ g[Int(bytes[i])]
+                if h & maskL == 0 { return i + 1 }
+                i += 1
+            }
+            return end
+        }
+    }
+
+    /// All chunk lengths of an in-memory buffer (tests and small inputs).
+    public func cuts(_ bytes: [UInt8]) -> [Int] {
+        bytes.withUnsafeBytes { all in
+            var out: [Int] = []
+            var pos = 0
+            while pos < all.count {
+                let len = nextCut(UnsafeRawBufferPointer(rebasing: all[pos...]), atEnd: true)!
+                out.append(len)
+                pos += len
+            }
+            return out
+        }
+    }
+}

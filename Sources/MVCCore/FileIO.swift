@@ -1,0 +1,255 @@
+#if canImport(Glibc)
+internal import Glibc
+#elseif canImport(Darwin)
+internal import Darwin
+#endif
+
+/// Thin, checked wrappers over POSIX file calls. Every failure becomes an `MVCError` naming the
+/// path, with a hint for the causes a user can fix (disk full, permissions).
+enum FileIO {
+    /// The stat fields mvc cares about.
+    struct Stat: Equatable, Sendable {
+        var mode: UInt32
+        var size: UInt64
+        var inode: UInt64
+        var mtimeNanos: Int64
+        var ctimeNanos: Int64
+
+        var isRegular: Bool { mode & UInt32(S_IFMT) == UInt32(S_IFREG) }
+        var isDirectory: Bool { mode & UInt32(S_IFMT) == UInt32(S_IFDIR) }
+        var isSymlink: Bool { mode & UInt32(S_IFMT) == UInt32(S_IFLNK) }
+        var isExecutable: Bool { mode & 0o100 != 0 }
+    }
+
+    /// `lstat`, nil when the path does not exist.
+    static func lstat(_ path: String) throws(MVCError) -> Stat? {
+        var st = Glibc.stat()
+        if Glibc.lstat(path, &st) != 0 {
+            if errno == ENOENT || errno == ENOTDIR { return nil }
+            throw .io("stat", path: path, errno: errno)
+        }
+        return Stat(st)
+    }
+
+    static func stat(fd: Int32, path: String) throws(MVCError) -> Stat {
+        var st = Glibc.stat()
+        if fstat(fd, &st) != 0 { throw .io("stat", path: path, errno: errno) }
+        return Stat(st)
+    }
+
+    static func exists(_ path: String) -> Bool { access(path, F_OK) == 0 }
+
+    static func openRead(_ path: String) throws(MVCError) -> Int32 {
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        if fd < 0 {
+            if errno == ELOOP {
+                throw MVCError(.unsupportedFileType, "'\(path)' is a symbolic link", hint: "mvc stores regular files and directories; commit the link's target instead")
+            }
+            throw .io("open", path: path, errno: errno)
+        }
+        return fd
+    }
+
+    /// Creates a new file that must not exist yet (O_EXCL), for temp files and lock files.
+    static func createExclusive(_ path: String, mode: mode_t = 0o644) throws(MVCError) -> Int32 {
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode)
+        if fd < 0 { throw .io("create", path: path, errno: errno) }
+        return fd
+    }
+
+    /// Reads up to `buffer.count` bytes, retrying on EINTR; 0 means end of file.
+    static func read(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, path: String) throws(MVCError) -> Int {
+        while true {
+            let n = Glibc.read(fd, buffer.baseAddress, buffer.count)
+            if n >= 0 { return n }
+            if errno == EINTR { continue }
+            throw .io("read", path: path, errno: errno)
+        }
+    }
+
+    /// Fills `buffer` completely unless end of file comes first; returns the bytes read.
+    static func readFully(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, path: String) throws(MVCError) -> Int {
+        var done = 0
+        while done < buffer.count {
+            let n = try read(fd, into: UnsafeMutableRawBufferPointer(rebasing: buffer[done...]), path: path)
+            if n == 0 { break }
+            done += n
+        }
+        return done
+    }
+
+    static func pread(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64, path: String) throws(MVCError) -> Int {
+        var done = 0
+        while done < buffer.count {
+            let n = Glibc.pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw .io("read", path: path, errno: errno)
+            }
+            if n == 0 { break }
+            done += n
+        }
+        return done
+    }
+
+    static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, path: String) throws(MVCError) {
+        var done = 0
+        while done < bytes.count {
+            let n = Glibc.write(fd, bytes.baseAddress! + done, bytes.count - done)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw .io("write", path: path, errno: errno)
+            }
+            done += n
+        }
+    }
+
+    static func writeAll(_ fd: Int32, _ bytes: [UInt8], path: String) throws(MVCError) {
+        var failure: MVCError?
+        bytes.withUnsafeBytes { buf in
+            do throws(MVCError) { try writeAll(fd, buf, path: path) } catch { failure = error }
+        }
+        if let failure { throw failure }
+    }
+
+    static func fsync(_ fd: Int32, path: String) throws(MVCError) {
+        if Glibc.fsync(fd) != 0 { throw .io("sync", path: path, errno: errno) }
+    }
+
+    /// Makes a directory's entries (a rename into it) durable.
+    static func fsyncDirectory(_ path: String) throws(MVCError) {
+        let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if fd < 0 { throw .io("open directory", path: path, errno: errno) }
+        defer { close(fd) }
+        if Glibc.fsync(fd) != 0 && errno != EINVAL { throw .io("sync directory", path: path, errno: errno) }
+    }
+
+    static func rename(_ from: String, _ to: String) throws(MVCError) {
+        if Glibc.rename(from, to) != 0 { throw .io("rename into", path: to, errno: errno) }
+    }
+
+    static func unlink(_ path: String) {
+        _ = Glibc.unlink(path)
+    }
+
+    static func mkdirs(_ path: String, mode: mode_t = 0o755) throws(MVCError) {
+        if mkdir(path, mode) == 0 { return }
+        switch errno {
+        case EEXIST:
+            guard let st = try lstat(path), st.isDirectory else {
+                throw MVCError(.io, "cannot create directory '\(path)': a file is in the way", hint: "move the file aside")
+            }
+            return
+        case ENOENT:
+            let parent = parentPath(path)
+            guard parent != path, !parent.isEmpty else { throw .io("create directory", path: path, errno: ENOENT) }
+            try mkdirs(parent, mode: mode)
+            if mkdir(path, mode) != 0 && errno != EEXIST { throw .io("create directory", path: path, errno: errno) }
+        default:
+            throw .io("create directory", path: path, errno: errno)
+        }
+    }
+
+    /// Entry names of a directory, without `.` and `..`, unsorted; nil if it does not exist.
+    static func listDirectory(_ path: String) throws(MVCError) -> [String]? {
+        guard let dir = opendir(path) else {
+            if errno == ENOENT || errno == ENOTDIR { return nil }
+            throw .io("list", path: path, errno: errno)
+        }
+        defer { closedir(dir) }
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafePointer(to: entry.pointee.d_name) {
+                $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(validatingCString: $0) ?? "" }
+            }
+            if name == "." || name == ".." { continue }
+            names.append(name)
+        }
+        return names
+    }
+
+    /// Reads a whole small file (refs, config, logs); nil if it does not exist.
+    static func readSmallFile(_ path: String, limit: Int = 64 << 20) throws(MVCError) -> [UInt8]? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        if fd < 0 {
+            if errno == ENOENT || errno == ENOTDIR { return nil }
+            throw .io("open", path: path, errno: errno)
+        }
+        defer { close(fd) }
+        var out = [UInt8]()
+        var buf = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = Glibc.read(fd, &buf, buf.count)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw .io("read", path: path, errno: errno)
+            }
+            if n == 0 { break }
+            out.append(contentsOf: buf[0..<n])
+            if out.count > limit { throw MVCError(.io, "file '\(path)' is larger than expected (\(limit) bytes)", hint: "it may be corrupt; move it aside") }
+        }
+        return out
+    }
+
+    /// Writes a small file atomically: temp file, optional fsync, rename.
+    static func writeFileAtomically(_ path: String, _ bytes: [UInt8], sync: Bool) throws(MVCError) {
+        let tmp = path + ".tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        let fd = try createExclusive(tmp)
+        do throws(MVCError) {
+            try writeAll(fd, bytes, path: tmp)
+            if sync { try fsync(fd, path: tmp) }
+            close(fd)
+            try rename(tmp, path)
+        } catch {
+            close(fd)
+            unlink(tmp)
+            throw error
+        }
+    }
+
+    static func realpath(_ path: String) -> String? {
+        guard let p = Glibc.realpath(path, nil) else { return nil }
+        defer { free(p) }
+        return String(validatingCString: p) ?? path
+    }
+
+    static func currentDirectory() -> String {
+        var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        guard getcwd(&buf, buf.count) != nil else { return "." }
+        return buf.withUnsafeBufferPointer { String(validatingCString: $0.baseAddress!) } ?? "." 
+    }
+
+    static func isTerminal(_ fd: Int32) -> Bool { isatty(fd) == 1 }
+}
+
+extension FileIO.Stat {
+    init(_ st: stat) {
+        mode = UInt32(st.st_mode)
+        size = UInt64(st.st_size)
+        inode = UInt64(st.st_ino)
+        mtimeNanos = Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)
+        ctimeNanos = Int64(st.st_ctim.tv_sec) * 1_000_000_000 + Int64(st.st_ctim.tv_nsec)
+    }
+}
+
+/// `a/b/c` -> `a/b`; `c` -> `.`; `/c` -> `/`.
+func parentPath(_ path: String) -> String {
+    guard let slash = path.lastIndex(of: "/") else { return "." }
+    if slash == path.startIndex { return "/" }
+    return String(path[..<slash])
+}
+
+func joinPath(_ a: String, _ b: String) -> String {
+    if b.isEmpty { return a }
+    if a.isEmpty || a == "." { return b }
+    return a.hasSuffix("/") ? a + b : a + "/" + b
+}
+
+/// Fills a fresh buffer through `fill` (which returns the bytes it wrote) and copies it out.
+/// Exists because `Array.withUnsafeMutableBytes` rethrows and so erases typed errors.
+func withFreshBuffer(count: Int, _ fill: (UnsafeMutableRawBufferPointer) throws(MVCError) -> Int) throws(MVCError) -> [UInt8] {
+    let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: max(count, 1), alignment: 16)
+    defer { buf.deallocate() }
+    let n = try fill(UnsafeMutableRawBufferPointer(rebasing: buf[0..<count]))
+    return Array(buf[0..<n])
+}

@@ -1,0 +1,129 @@
+internal import CMVCCrypto
+
+/// A SHA-256 object id: 32 bytes, written as 64 lowercase hex digits.
+public struct ObjectID: Hashable, Comparable, Sendable, CustomStringConvertible, Codable {
+    // Four big-endian words: comparison of the words is comparison of the bytes.
+    var w0: UInt64, w1: UInt64, w2: UInt64, w3: UInt64
+
+    public static let byteCount = 32
+
+    init(w0: UInt64, w1: UInt64, w2: UInt64, w3: UInt64) {
+        self.w0 = w0; self.w1 = w1; self.w2 = w2; self.w3 = w3
+    }
+
+    /// Builds an id from 32 raw bytes.
+    public init(bytes: some Collection<UInt8>) {
+        precondition(bytes.count == 32, "an object id is 32 bytes")
+        var words: [UInt64] = [0, 0, 0, 0]
+        for (i, b) in bytes.enumerated() { words[i / 8] = (words[i / 8] << 8) | UInt64(b) }
+        self.init(w0: words[0], w1: words[1], w2: words[2], w3: words[3])
+    }
+
+    /// Parses exactly 64 hex digits (either case); nil otherwise.
+    public init?(hex: some StringProtocol) {
+        let utf8 = Array(hex.utf8)
+        guard utf8.count == 64 else { return nil }
+        var words: [UInt64] = [0, 0, 0, 0]
+        for (i, c) in utf8.enumerated() {
+            guard let v = hexValue(c) else { return nil }
+            words[i / 16] = (words[i / 16] << 4) | UInt64(v)
+        }
+        self.init(w0: words[0], w1: words[1], w2: words[2], w3: words[3])
+    }
+
+    /// The 32 raw bytes.
+    public var bytes: [UInt8] {
+        var out = [UInt8](); out.reserveCapacity(32)
+        for w in [w0, w1, w2, w3] {
+            for s in stride(from: 56, through: 0, by: -8) { out.append(UInt8(truncatingIfNeeded: w >> UInt64(s))) }
+        }
+        return out
+    }
+
+    public var hex: String {
+        let digits = Array("0123456789abcdef".utf8)
+        var out = [UInt8](); out.reserveCapacity(64)
+        for b in bytes { out.append(digits[Int(b >> 4)]); out.append(digits[Int(b & 15)]) }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// The first 12 hex digits, for people.
+    public var short: String { String(hex.prefix(12)) }
+    public var description: String { hex }
+
+    /// The first byte, used for fan-out tables and shard directories.
+    var firstByte: UInt8 { UInt8(truncatingIfNeeded: w0 >> 56) }
+
+    public static func < (a: ObjectID, b: ObjectID) -> Bool {
+        (a.w0, a.w1, a.w2, a.w3) < (b.w0, b.w1, b.w2, b.w3)
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let s = try decoder.singleValueContainer().decode(String.self)
+        guard let id = ObjectID(hex: s) else {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "not an object id: \(s)"))
+        }
+        self = id
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.singleValueContainer()
+        try c.encode(hex)
+    }
+
+    /// SHA-256 of a byte buffer.
+    public static func hash(_ bytes: UnsafeRawBufferPointer) -> ObjectID {
+        let h = SHA256()
+        h.update(bytes)
+        return h.finalize()
+    }
+
+    public static func hash(_ bytes: [UInt8]) -> ObjectID {
+        bytes.withUnsafeBytes { hash($0) }
+    }
+}
+
+@inline(__always)
+func hexValue(_ c: UInt8) -> UInt8? {
+    switch c {
+    case UInt8(ascii: "0")...UInt8(ascii: "9"): return c - UInt8(ascii: "0")
+    case UInt8(ascii: "a")...UInt8(ascii: "f"): return c - UInt8(ascii: "a") + 10
+    case UInt8(ascii: "A")...UInt8(ascii: "F"): return c - UInt8(ascii: "A") + 10
+    default: return nil
+    }
+}
+
+func isHexString(_ s: some StringProtocol) -> Bool {
+    !s.isEmpty && s.utf8.allSatisfy { hexValue($0) != nil }
+}
+
+/// Incremental SHA-256 over OpenSSL's EVP interface (uses the CPU's SHA extensions).
+///
+/// Not `Sendable`: one hasher belongs to one thread at a time.
+public final class SHA256 {
+    private let ctx: OpaquePointer
+
+    public init() {
+        guard let ctx = EVP_MD_CTX_new() else { fatalError("EVP_MD_CTX_new failed: out of memory") }
+        self.ctx = ctx
+        guard EVP_DigestInit_ex(ctx, EVP_sha256(), nil) == 1 else { fatalError("EVP_DigestInit_ex(sha256) failed") }
+    }
+
+    deinit { EVP_MD_CTX_free(ctx) }
+
+    public func update(_ bytes: UnsafeRawBufferPointer) {
+        guard let base = bytes.baseAddress, bytes.count > 0 else { return }
+        // EVP_DigestUpdate cannot fail for an initialised SHA-256 context.
+        _ = EVP_DigestUpdate(ctx, base, bytes.count)
+    }
+
+    public func update(_ bytes: [UInt8]) { bytes.withUnsafeBytes { update($0) } }
+
+    /// Finishes the digest; the hasher must not be used afterwards.
+    public func finalize() -> ObjectID {
+        var out = [UInt8](repeating: 0, count: 32)
+        var len: UInt32 = 0
+        _ = out.withUnsafeMutableBytes { EVP_DigestFinal_ex(ctx, $0.baseAddress!.assumingMemoryBound(to: UInt8.self), &len) }
+        return ObjectID(bytes: out)
+    }
+}

@@ -1,0 +1,292 @@
+#if canImport(Glibc)
+internal import Glibc
+#endif
+internal import Synchronization
+
+/// The content-addressed object store under `.mvc/objects`.
+///
+/// Every object is a byte string named by its SHA-256. It is stored either loose
+/// (`objects/ab/<62 hex>` holding the bytes; `objects/ab/<62 hex>.chunks` holding a chunk list) or
+/// in a pack (`objects/pack/pack-*.{pack,idx}`). Reads verify ids: a mismatch is corruption.
+public final class ObjectStore: Sendable {
+    public let directory: String
+    let packDirectory: String
+    private let packs = Mutex<[Pack]?>(nil)
+
+    init(directory: String) {
+        self.directory = directory
+        packDirectory = joinPath(directory, "pack")
+    }
+
+    enum Location {
+        case loose(path: String, kind: StorageKind, size: UInt64)
+        case packed(Pack, Pack.Entry)
+
+        var kind: StorageKind {
+            switch self {
+            case .loose(_, let k, _): return k
+            case .packed(_, let e): return e.kind
+            }
+        }
+        var storedSize: UInt64 {
+            switch self {
+            case .loose(_, _, let s): return s
+            case .packed(_, let e): return e.length
+            }
+        }
+    }
+
+    func loosePath(_ id: ObjectID, kind: StorageKind) -> String {
+        let hex = id.hex
+        let base = joinPath(joinPath(directory, String(hex.prefix(2))), String(hex.dropFirst(2)))
+        return kind == .raw ? base : base + ".chunks"
+    }
+
+    /// The packs, loaded once; `reloadPacks` after writing one.
+    func loadedPacks() throws(MVCError) -> [Pack] {
+        if let p = packs.withLock({ $0 }) { return p }
+        var loaded: [Pack] = []
+        for name in (try FileIO.listDirectory(packDirectory) ?? []).sorted() where name.hasPrefix("pack-") && name.hasSuffix(".idx") {
+            loaded.append(try Pack(directory: packDirectory, name: String(name.dropFirst(5).dropLast(4))))
+        }
+        packs.withLock { $0 = loaded }
+        return loaded
+    }
+
+    func reloadPacks() { packs.withLock { $0 = nil } }
+
+    func locate(_ id: ObjectID) throws(MVCError) -> Location? {
+        for kind in [StorageKind.raw, .chunks] {
+            let path = loosePath(id, kind: kind)
+            if let st = try FileIO.lstat(path), st.isRegular { return .loose(path: path, kind: kind, size: st.size) }
+        }
+        for pack in try loadedPacks() {
+            if let e = pack.find(id) { return .packed(pack, e) }
+        }
+        return nil
+    }
+
+    public func contains(_ id: ObjectID) throws(MVCError) -> Bool { try locate(id) != nil }
+
+    /// Reads a stored record's bytes (a raw object or a chunk list), unverified.
+    func readRecord(_ loc: Location, id: ObjectID, limit: Int) throws(MVCError) -> [UInt8] {
+        guard loc.storedSize <= UInt64(limit) else {
+            throw MVCError(.invalidArgument, "object \(id.short) is \(loc.storedSize) bytes, too large to read into memory")
+        }
+        switch loc {
+        case .loose(let path, _, _):
+            guard let bytes = try FileIO.readSmallFile(path, limit: limit) else { throw .missing(id) }
+            return bytes
+        case .packed(let pack, let e):
+            return try withFreshBuffer(count: Int(e.length)) { (b) throws(MVCError) -> Int in try pack.read(e, into: b) }
+        }
+    }
+
+    /// Reads a whole small object (tree, commit, small file) and verifies its id.
+    public func read(_ id: ObjectID, limit: Int = 64 << 20) throws(MVCError) -> [UInt8] {
+        guard let loc = try locate(id) else { throw .missing(id) }
+        if loc.kind == .raw {
+            let bytes = try readRecord(loc, id: id, limit: limit)
+            guard ObjectID.hash(bytes) == id else { throw .corrupt(id, "content does not match its id") }
+            return bytes
+        }
+        var out: [UInt8] = []
+        try stream(id, location: loc) { (piece) throws(MVCError) in
+            out.append(contentsOf: piece)
+            if out.count > limit { throw MVCError(.invalidArgument, "object \(id.short) is too large to read into memory") }
+        }
+        return out
+    }
+
+    public func readTree(_ id: ObjectID) throws(MVCError) -> Tree { try Tree.decode(try read(id), id: id) }
+
+    public func readCommit(_ id: ObjectID) throws(MVCError) -> Commit { try Commit.decode(try read(id), id: id) }
+
+    /// Size in bytes of the object's content, without reading it (reads a chunk list's header).
+    public func size(of id: ObjectID) throws(MVCError) -> UInt64 {
+        guard let loc = try locate(id) else { throw .missing(id) }
+        if loc.kind == .raw { return loc.storedSize }
+        return try ChunkList.decode(try readRecord(loc, id: id, limit: 1 << 30), id: id).totalSize
+    }
+
+    /// The kind of a framed object, nil for a blob (or any unframed bytes).
+    public func framedKind(_ id: ObjectID) throws(MVCError) -> ObjectKind? {
+        guard let loc = try locate(id) else { throw .missing(id) }
+        guard loc.kind == .raw, loc.storedSize < 1 << 26 else { return nil }
+        return Framing.peekKind(try readRecord(loc, id: id, limit: 1 << 26))
+    }
+
+    /// Streams an object's content in pieces of at most 1 MiB. Each chunk is verified against its
+    /// id before it is passed on and a chunk list against its checksum; `verifyWhole` also checks
+    /// SHA-256 of the whole content (fsck). A raw object is verified after its last piece, so
+    /// callers write to a temp file and publish it only when `stream` returns.
+    public func stream(_ id: ObjectID, verifyWhole: Bool = false,
+                       _ body: (UnsafeRawBufferPointer) throws(MVCError) -> Void) throws(MVCError) {
+        guard let loc = try locate(id) else { throw .missing(id) }
+        try stream(id, location: loc, verifyWhole: verifyWhole, body)
+    }
+
+    private func stream(_ id: ObjectID, location loc: Location, verifyWhole: Bool = false,
+                        _ body: (UnsafeRawBufferPointer) throws(MVCError) -> Void) throws(MVCError) {
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 64)
+        defer { buffer.deallocate() }
+        switch loc.kind {
+        case .raw:
+            try streamRaw(id, loc, buffer: buffer, body)
+        case .chunks:
+            let list = try ChunkList.decode(try readRecord(loc, id: id, limit: 1 << 30), id: id)
+            let whole = verifyWhole ? SHA256() : nil
+            for c in list.chunks {
+                guard let cl = try locate(c.id) else { throw .missing(c.id, "chunk") }
+                guard cl.kind == .raw, cl.storedSize == UInt64(c.size) else {
+                    throw .corrupt(c.id, "chunk is \(cl.storedSize) bytes, its list says \(c.size)")
+                }
+                try streamRaw(c.id, cl, buffer: buffer) { (piece) throws(MVCError) in
+                    whole?.update(piece)
+                    try body(piece)
+                }
+            }
+            if let whole, whole.finalize() != id { throw .corrupt(id, "chunks do not add up to the object's id") }
+        }
+    }
+
+    /// Raw objects up to 1 MiB (every chunk) are read whole and verified before `body` sees them.
+    private func streamRaw(_ id: ObjectID, _ loc: Location, buffer: UnsafeMutableRawBufferPointer,
+                           _ body: (UnsafeRawBufferPointer) throws(MVCError) -> Void) throws(MVCError) {
+        let hasher = SHA256()
+        var remaining = loc.storedSize
+        var position: UInt64 = 0
+        var fd: Int32 = -1
+        if case .loose(let path, _, _) = loc { fd = try FileIO.openRead(path) }
+        defer { if fd >= 0 { close(fd) } }
+        var pieces = 0
+        while remaining > 0 || pieces == 0 {
+            let want = Int(min(UInt64(buffer.count), remaining))
+            let piece = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<want])
+            let n: Int
+            switch loc {
+            case .loose(let path, _, _): n = try FileIO.readFully(fd, into: piece, path: path)
+            case .packed(let pack, let e): n = want == 0 ? 0 : try pack.read(e, from: position, into: piece)
+            }
+            guard n == want else { throw .corrupt(id, "object is truncated") }
+            hasher.update(UnsafeRawBufferPointer(piece))
+            remaining -= UInt64(n); position += UInt64(n); pieces += 1
+            if remaining == 0 && hasher.finalize() != id { throw .corrupt(id, "content does not match its id") }
+            try body(UnsafeRawBufferPointer(piece))
+            if remaining == 0 { break }
+        }
+    }
+
+    /// Every object id with the given hex prefix (at least one digit), loose and packed.
+    public func ids(withPrefix prefix: String) throws(MVCError) -> [ObjectID] {
+        let prefix = prefix.lowercased()
+        var out = Set<ObjectID>()
+        if prefix.count >= 2 {
+            let shard = joinPath(directory, String(prefix.prefix(2)))
+            for name in try FileIO.listDirectory(shard) ?? [] {
+                let hex = String(prefix.prefix(2)) + (name.hasSuffix(".chunks") ? String(name.dropLast(7)) : name)
+                if hex.hasPrefix(prefix), let id = ObjectID(hex: hex) { out.insert(id) }
+            }
+        }
+        for pack in try loadedPacks() { out.formUnion(pack.ids(withPrefix: prefix)) }
+        return out.sorted()
+    }
+
+    /// Every stored record: (id, how it is stored, where), loose first then packs.
+    func allRecords() throws(MVCError) -> [(ObjectID, Location)] {
+        var out: [(ObjectID, Location)] = []
+        for shard in (try FileIO.listDirectory(directory) ?? []).sorted() where shard.count == 2 && isHexString(shard) {
+            for name in (try FileIO.listDirectory(joinPath(directory, shard)) ?? []).sorted() {
+                let isChunks = name.hasSuffix(".chunks")
+                guard let id = ObjectID(hex: shard + (isChunks ? String(name.dropLast(7)) : name)) else { continue }
+                let path = joinPath(joinPath(directory, shard), name)
+                guard let st = try FileIO.lstat(path), st.isRegular else { continue }
+                out.append((id, .loose(path: path, kind: isChunks ? .chunks : .raw, size: st.size)))
+            }
+        }
+        for pack in try loadedPacks() {
+            for e in pack.allEntries() { out.append((e.id, .packed(pack, e))) }
+        }
+        return out
+    }
+
+    /// Writes one loose raw object (temp file + rename); not synced: the caller batches syncs.
+    func writeLoose(_ id: ObjectID, _ bytes: [UInt8]) throws(MVCError) -> String? {
+        if try contains(id) { return nil }
+        let path = loosePath(id, kind: .raw)
+        try FileIO.mkdirs(parentPath(path))
+        try FileIO.writeFileAtomically(path, bytes, sync: false)
+        return path
+    }
+}
+
+/// The objects of one operation (a commit): written into one new pack, then made durable together
+/// with a single sync before any ref points at them.
+public final class ObjectBatch {
+    let store: ObjectStore
+    private var writer: PackWriter?
+    private(set) var newBytes: UInt64 = 0
+    private(set) var newObjects = 0
+
+    init(store: ObjectStore) { self.store = store }
+
+    private func packWriter() throws(MVCError) -> PackWriter {
+        if let writer { return writer }
+        let w = try PackWriter(directory: store.packDirectory)
+        writer = w
+        return w
+    }
+
+    /// True if the store or this batch already holds the object.
+    func contains(_ id: ObjectID) throws(MVCError) -> Bool {
+        if writer?.contains(id) == true { return true }
+        return try store.contains(id)
+    }
+
+    /// Adds a raw object unless it is already stored.
+    func putRaw(_ id: ObjectID, _ bytes: UnsafeRawBufferPointer) throws(MVCError) {
+        if try contains(id) { return }
+        try packWriter().append(id, kind: .raw, bytes)
+        newBytes += UInt64(bytes.count); newObjects += 1
+    }
+
+    func putRaw(_ bytes: [UInt8]) throws(MVCError) -> ObjectID {
+        let id = ObjectID.hash(bytes)
+        var failure: MVCError?
+        bytes.withUnsafeBytes { b in
+            do throws(MVCError) { try putRaw(id, b) } catch { failure = error }
+        }
+        if let failure { throw failure }
+        return id
+    }
+
+    func putChunkList(_ id: ObjectID, _ list: ChunkList) throws(MVCError) {
+        if try contains(id) { return }
+        let bytes = list.encoded()
+        var failure: MVCError?
+        bytes.withUnsafeBytes { b in
+            do throws(MVCError) { try packWriter().append(id, kind: .chunks, b) } catch { failure = error }
+        }
+        if let failure { throw failure }
+        newBytes += UInt64(bytes.count); newObjects += 1
+    }
+
+    public func put(_ tree: Tree) throws(MVCError) -> ObjectID { try putRaw(tree.encoded()) }
+    public func put(_ commit: Commit) throws(MVCError) -> ObjectID { try putRaw(commit.encoded()) }
+
+    /// Reads an object of this batch or the store (trees and commits written earlier in the batch).
+    func readRaw(_ id: ObjectID) throws(MVCError) -> [UInt8] {
+        if let w = writer, let e = w.entry(id) { return try w.readBack(e) }
+        return try store.read(id)
+    }
+
+    /// Makes every object durable (fsync of the pack and its index, then of the directory).
+    /// After this returns, a ref may point at them.
+    public func commit() throws(MVCError) {
+        if let w = writer {
+            _ = try w.finish()
+            writer = nil
+            store.reloadPacks()
+        }
+    }
+}

@@ -1,0 +1,252 @@
+#if canImport(Glibc)
+internal import Glibc
+#endif
+internal import Synchronization
+
+/// How an object's bytes are stored.
+public enum StorageKind: UInt8, Sendable, Codable {
+    /// The object's bytes, as they are.
+    case raw = 1
+    /// A chunk list: the object's bytes are the concatenation of other (raw) objects.
+    case chunks = 2
+}
+
+/// A chunk list record (storage kind `chunks`): the ids and sizes of the chunks whose
+/// concatenation is the object, with a checksum of the record itself.
+///
+/// Layout: `"MVCCHNK1"`, total size (u64 BE), count (u64 BE), count x (id: 32 bytes, size: u32 BE),
+/// then SHA-256 of all the preceding bytes.
+struct ChunkList: Equatable, Sendable {
+    struct Chunk: Equatable, Sendable {
+        var id: ObjectID
+        var size: UInt32
+    }
+    var chunks: [Chunk]
+    var totalSize: UInt64 { chunks.reduce(0) { $0 + UInt64($1.size) } }
+
+    static let magic = Array("MVCCHNK1".utf8)
+
+    func encoded() -> [UInt8] {
+        var out = ChunkList.magic
+        out.appendBE(totalSize)
+        out.appendBE(UInt64(chunks.count))
+        for c in chunks {
+            out.append(contentsOf: c.id.bytes)
+            out.appendBE32(c.size)
+        }
+        out.append(contentsOf: ObjectID.hash(out).bytes)
+        return out
+    }
+
+    static func decode(_ bytes: [UInt8], id: ObjectID) throws(MVCError) -> ChunkList {
+        guard bytes.count >= 24 + 32, Array(bytes[0..<8]) == magic else { throw .corrupt(id, "bad chunk list header") }
+        let total = bytes.readBE(at: 8), count = bytes.readBE(at: 16)
+        guard count <= UInt64(bytes.count), bytes.count == 24 + Int(count) * 36 + 32 else {
+            throw .corrupt(id, "chunk list is truncated")
+        }
+        let sum = ObjectID.hash(Array(bytes[..<(bytes.count - 32)]))
+        guard sum.bytes == Array(bytes[(bytes.count - 32)...]) else { throw .corrupt(id, "chunk list checksum mismatch") }
+        var chunks: [Chunk] = []
+        chunks.reserveCapacity(Int(count))
+        var p = 24
+        for _ in 0..<count {
+            chunks.append(Chunk(id: ObjectID(bytes: bytes[p..<(p + 32)]), size: UInt32(bytes.readBE32(at: p + 32))))
+            p += 36
+        }
+        let list = ChunkList(chunks: chunks)
+        guard list.totalSize == total else { throw .corrupt(id, "chunk list sizes do not add up") }
+        return list
+    }
+}
+
+/// A read-only pack: `pack-<name>.pack` holding many objects, found through `pack-<name>.idx`.
+///
+/// `.pack`: `"MVCPACK1"`, then entries `kind (u8) | id (32) | length (u64 BE) | bytes`.
+/// `.idx`: `"MVCIDX01"`, count (u64 BE), fan-out (256 x u32 BE: number of ids whose first byte is
+/// <= i), count x (id 32 | kind u8 | offset of the bytes u64 BE | length u64 BE) sorted by id, then
+/// SHA-256 of everything before it; `<name>` is that checksum in hex.
+final class Pack: Sendable {
+    let name: String
+    let packPath: String
+    private let index: [UInt8]
+    private let fd: Int32
+    let count: Int
+
+    static let packMagic = Array("MVCPACK1".utf8)
+    static let indexMagic = Array("MVCIDX01".utf8)
+    static let entrySize = 49
+    static let headerSize = 16 + 256 * 4
+
+    struct Entry: Sendable {
+        var id: ObjectID
+        var kind: StorageKind
+        var offset: UInt64
+        var length: UInt64
+    }
+
+    init(directory: String, name: String) throws(MVCError) {
+        self.name = name
+        packPath = joinPath(directory, "pack-\(name).pack")
+        let idxPath = joinPath(directory, "pack-\(name).idx")
+        guard let idx = try FileIO.readSmallFile(idxPath, limit: 1 << 30) else {
+            throw MVCError(.missingObject, "pack index '\(idxPath)' disappeared", hint: "run 'mvc fsck'")
+        }
+        let bad = { (why: String) in MVCError(.corruptObject, "pack index '\(idxPath)' is corrupt: \(why)", hint: "run 'mvc fsck'; move the pack aside if it cannot be read") }
+        guard idx.count >= Pack.headerSize + 32, Array(idx[0..<8]) == Pack.indexMagic else { throw bad("bad header") }
+        let count = idx.readBE(at: 8)
+        guard count < UInt64(idx.count), idx.count == Pack.headerSize + Int(count) * Pack.entrySize + 32 else { throw bad("wrong length") }
+        let sum = ObjectID.hash(Array(idx[..<(idx.count - 32)]))
+        guard sum.bytes == Array(idx[(idx.count - 32)...]), sum.hex == name else { throw bad("checksum mismatch") }
+        index = idx
+        self.count = Int(count)
+        fd = open(packPath, O_RDONLY | O_CLOEXEC)
+        if fd < 0 { throw .io("open pack", path: packPath, errno: errno) }
+    }
+
+    deinit { close(fd) }
+
+    func entry(at i: Int) -> Entry {
+        let p = Pack.headerSize + i * Pack.entrySize
+        return Entry(id: ObjectID(bytes: index[p..<(p + 32)]), kind: StorageKind(rawValue: index[p + 32]) ?? .raw,
+                     offset: index.readBE(at: p + 33), length: index.readBE(at: p + 41))
+    }
+
+    private func fanout(_ b: Int) -> Int { b < 0 ? 0 : Int(index.readBE32(at: 16 + b * 4)) }
+
+    /// Binary search in the fan-out bucket of the id's first byte.
+    func find(_ id: ObjectID) -> Entry? {
+        var lo = fanout(Int(id.firstByte) - 1), hi = fanout(Int(id.firstByte))
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            let e = entry(at: mid)
+            if e.id == id { return e }
+            if e.id < id { lo = mid + 1 } else { hi = mid }
+        }
+        return nil
+    }
+
+    /// Ids starting with a hex prefix.
+    func ids(withPrefix prefix: String) -> [ObjectID] {
+        guard let first = prefixFirstByteRange(prefix) else { return [] }
+        var out: [ObjectID] = []
+        for i in fanout(Int(first.lowerBound) - 1)..<fanout(Int(first.upperBound)) {
+            let e = entry(at: i)
+            if e.id.hex.hasPrefix(prefix) { out.append(e.id) }
+        }
+        return out
+    }
+
+    func allEntries() -> [Entry] { (0..<count).map(entry(at:)) }
+
+    func read(_ e: Entry, from: UInt64 = 0, into buffer: UnsafeMutableRawBufferPointer) throws(MVCError) -> Int {
+        let want = min(UInt64(buffer.count), e.length - from)
+        let n = try FileIO.pread(fd, into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<Int(want)]), at: e.offset + from, path: packPath)
+        if n < Int(want) { throw .corrupt(e.id, "pack '\(packPath)' is truncated") }
+        return n
+    }
+}
+
+/// `"ab"` -> 0xab...0xab; `"a"` -> 0xa0...0xaf.
+func prefixFirstByteRange(_ prefix: String) -> ClosedRange<UInt8>? {
+    let u = Array(prefix.utf8)
+    guard let h = u.first.flatMap(hexValue) else { return nil }
+    if u.count >= 2, let l = hexValue(u[1]) { return (h << 4 | l)...(h << 4 | l) }
+    return (h << 4)...(h << 4 | 15)
+}
+
+/// Writes one new pack: objects are appended to a temp file; `finish` writes the index, syncs both
+/// and renames them into place (pack first, index last: the index makes the pack visible).
+final class PackWriter {
+    private let directory: String
+    private let tmpPack: String
+    private let fd: Int32
+    private var offset: UInt64 = 0
+    private var entries: [ObjectID: Pack.Entry] = [:]
+    private var buffer: [UInt8] = []
+    private(set) var bytesWritten: UInt64 = 0
+
+    init(directory: String) throws(MVCError) {
+        self.directory = directory
+        try FileIO.mkdirs(directory)
+        tmpPack = joinPath(directory, "tmp-\(getpid())-\(UInt64.random(in: 0...UInt64.max)).pack")
+        fd = try FileIO.createExclusive(tmpPack, mode: 0o444)
+        try FileIO.writeAll(fd, Pack.packMagic, path: tmpPack)
+        offset = UInt64(Pack.packMagic.count)
+    }
+
+    deinit {
+        close(fd)
+        FileIO.unlink(tmpPack)
+    }
+
+    var isEmpty: Bool { entries.isEmpty }
+    func contains(_ id: ObjectID) -> Bool { entries[id] != nil }
+    func entry(_ id: ObjectID) -> Pack.Entry? { entries[id] }
+
+    func append(_ id: ObjectID, kind: StorageKind, _ bytes: UnsafeRawBufferPointer) throws(MVCError) {
+        if entries[id] != nil { return }
+        var header: [UInt8] = [kind.rawValue]
+        header.append(contentsOf: id.bytes)
+        header.appendBE(UInt64(bytes.count))
+        try FileIO.writeAll(fd, header, path: tmpPack)
+        try FileIO.writeAll(fd, bytes, path: tmpPack)
+        let dataOffset = offset + UInt64(header.count)
+        entries[id] = Pack.Entry(id: id, kind: kind, offset: dataOffset, length: UInt64(bytes.count))
+        offset = dataOffset + UInt64(bytes.count)
+        bytesWritten += UInt64(bytes.count)
+    }
+
+    /// Reads back an object appended earlier in this batch (dedup within a commit, tests).
+    func readBack(_ e: Pack.Entry) throws(MVCError) -> [UInt8] {
+        let out = try withFreshBuffer(count: Int(e.length)) { (b) throws(MVCError) -> Int in try FileIO.pread(fd, into: b, at: e.offset, path: tmpPack) }
+        guard out.count == Int(e.length) else { throw .corrupt(e.id, "pack being written is short") }
+        return out
+    }
+
+    /// Syncs and publishes the pack; returns its name, or nil when nothing was appended.
+    func finish() throws(MVCError) -> String? {
+        if entries.isEmpty { return nil }
+        let sorted = entries.values.sorted { $0.id < $1.id }
+        var idx = Pack.indexMagic
+        idx.appendBE(UInt64(sorted.count))
+        var fan = [UInt32](repeating: 0, count: 256)
+        for e in sorted { fan[Int(e.id.firstByte)] += 1 }
+        var running: UInt32 = 0
+        for i in 0..<256 { running += fan[i]; idx.appendBE32(running) }
+        for e in sorted {
+            idx.append(contentsOf: e.id.bytes)
+            idx.append(e.kind.rawValue)
+            idx.appendBE(e.offset)
+            idx.appendBE(e.length)
+        }
+        let name = ObjectID.hash(idx).hex
+        idx.append(contentsOf: ObjectID(hex: name)!.bytes)
+
+        try FileIO.fsync(fd, path: tmpPack)
+        let packPath = joinPath(directory, "pack-\(name).pack")
+        let idxPath = joinPath(directory, "pack-\(name).idx")
+        try FileIO.rename(tmpPack, packPath)
+        try FileIO.writeFileAtomically(idxPath, idx, sync: true)
+        try FileIO.fsyncDirectory(directory)
+        return name
+    }
+}
+
+extension Array where Element == UInt8 {
+    mutating func appendBE(_ v: UInt64) {
+        for s in stride(from: 56, through: 0, by: -8) { append(UInt8(truncatingIfNeeded: v >> UInt64(s))) }
+    }
+    mutating func appendBE32(_ v: UInt32) {
+        for s in stride(from: 24, through: 0, by: -8) { append(UInt8(truncatingIfNeeded: v >> UInt32(s))) }
+    }
+    func readBE(at p: Int) -> UInt64 {
+        var v: UInt64 = 0
+        for i in 0..<8 { v = v << 8 | UInt64(self[p + i]) }
+        return v
+    }
+    func readBE32(at p: Int) -> UInt32 {
+        var v: UInt32 = 0
+        for i in 0..<4 { v = v << 8 | UInt32(self[p + i]) }
+        return v
+    }
+}

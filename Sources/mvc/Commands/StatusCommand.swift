@@ -1,0 +1,21 @@
+import ArgumentParser
+import MVC
+
+struct StatusCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "status", abstract: "Show tracked paths that differ from their artifact's latest version.")
+
+    @OptionGroup var global: GlobalOptions
+
+    func run() throws {
+        try runReporting { () throws(MVCError) in
+            let repo = try global.repository()
+            let report = try repo.status()
+            if global.json { printJSON(report); return }
+            if report.changes.isEmpty {
+                print(report.clean.isEmpty ? "nothing tracked yet" : "clean: \(report.clean.count) artifact\(report.clean.count == 1 ? "" : "s") match their latest version")
+                return
+            }
+            print(columns(report.changes.map { [$0.change.rawValue, $0.artifact, $0.path] }))
+        }
+    }
+}
