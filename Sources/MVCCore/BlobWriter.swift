@@ -17,11 +17,21 @@ final class BlobWriter {
 
     deinit { buffer.deallocate() }
 
+    struct Stored {
+        var id: ObjectID
+        var size: UInt64
+        /// The file's stat, the same before and after the read.
+        var stat: FileIO.Stat
+        /// Clock time just before the read began (for the stat cache).
+        var readAt: Int64
+    }
+
     /// Stores the file at `path`; returns its blob id (SHA-256 of its bytes) and size.
-    func store(path: String, progress: (UInt64) -> Void) throws(MVCError) -> (id: ObjectID, size: UInt64) {
+    func store(path: String, progress: (UInt64) -> Void) throws(MVCError) -> Stored {
         let fd = try FileIO.openRead(path)
         defer { close(fd) }
         let before = try FileIO.stat(fd: fd, path: path)
+        let readAt = StatCache.now()
         guard before.isRegular else {
             throw MVCError(.unsupportedFileType, "'\(path)' is not a regular file", hint: "mvc stores regular files and directories")
         }
@@ -57,15 +67,15 @@ final class BlobWriter {
             start += cut
         }
         let after = try FileIO.stat(fd: fd, path: path)
-        guard after.size == total, after.mtimeNanos == before.mtimeNanos else {
+        guard after.size == total, after == before else {
             throw MVCError(.io, "'\(path)' changed while it was being read", hint: "stop whatever writes it and commit again")
         }
-        if let single { return (single, total) }
+        if let single { return Stored(id: single, size: total, stat: before, readAt: readAt) }
         if chunks.isEmpty {
-            return (try batch.putRaw([]), 0)
+            return Stored(id: try batch.putRaw([]), size: 0, stat: before, readAt: readAt)
         }
         let id = whole.finalize()
         try batch.putChunkList(id, ChunkList(chunks: chunks))
-        return (id, total)
+        return Stored(id: id, size: total, stat: before, readAt: readAt)
     }
 }

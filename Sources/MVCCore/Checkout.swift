@@ -51,6 +51,13 @@ extension Repository {
             target = workTree
         }
 
+        // The stat cache covers the work tree only.
+        let cache = target == workTree ? statCache() : StatCache(path: "")
+        defer { if target == workTree { cache.save() } }
+        func currentID(_ rel: String, _ st: FileIO.Stat) throws(MVCError) -> ObjectID {
+            target == workTree ? try fileID(rel, st, cache: cache) : try hashFile(joinPath(target, rel))
+        }
+
         // Plan: decide for every file before touching anything.
         var toWrite: [FileEntry] = [], unchanged = 0, conflicts: [String] = []
         for f in files {
@@ -61,7 +68,7 @@ extension Repository {
             if st.isSymlink { if force { toWrite.append(f) } else { conflicts.append(f.path + " (a symbolic link)") }; continue }
             guard st.isRegular else { conflicts.append(f.path + " (not a regular file)"); continue }
             var current: ObjectID? = nil
-            if st.size == f.size || !force { current = try hashFile(abs) }
+            if st.size == f.size || !force { current = try currentID(f.path, st) }
             if current == f.id {
                 if (st.isExecutable) != (f.kind == .exec) { chmod(abs, f.kind == .exec ? 0o755 : 0o644) }
                 unchanged += 1
@@ -86,7 +93,7 @@ extension Repository {
             for root in commit.paths {
                 guard let st = try FileIO.lstat(joinPath(target, root)), st.isDirectory else { continue }
                 for found in (try? walk(root)) ?? [] where !wanted.contains(found.relativePath) {
-                    let h = try hashFile(joinPath(target, found.relativePath))
+                    let h = try currentID(found.relativePath, found.stat)
                     if try objects.contains(h) { removable.append(found.relativePath) } else { kept.append(found.relativePath) }
                 }
             }
@@ -96,13 +103,29 @@ extension Repository {
         progress.begin("checking out \(commit.artifact)@v\(commit.version)", totalBytes: total, totalFiles: toWrite.count)
         var bytes: UInt64 = 0
         for f in toWrite {
+            let readAt = StatCache.now()
             try writeFile(f, under: target) { progress.advance(bytes: $0, path: f.path) }
+            if target == workTree, let st = try FileIO.lstat(joinPath(target, f.path)) { cache.record(f.path, st, readAt: readAt, f.id) }
             bytes += f.size
         }
         progress.end()
-        for r in removable { FileIO.unlink(joinPath(target, r)) }
+        for r in removable { FileIO.unlink(joinPath(target, r)); cache.forget(r) }
         return CheckoutResult(revision: "\(commit.artifact)@v\(commit.version)", id: id, directory: target,
                               written: toWrite.map(\.path), unchanged: unchanged, removed: removable, kept: kept, bytesWritten: bytes)
+    }
+
+    /// The stat cache of this work tree.
+    func statCache() -> StatCache { StatCache(path: joinPath(storeDirectory, "index")) }
+
+    /// The blob id of a work-tree file: from the stat cache when its stat proves it unchanged,
+    /// else by hashing it (and then recording it when it did not change during the read).
+    func fileID(_ rel: String, _ st: FileIO.Stat, cache: StatCache) throws(MVCError) -> ObjectID {
+        if let id = cache.lookup(rel, st) { return id }
+        let readAt = StatCache.now()
+        let abs = joinPath(workTree, rel)
+        let id = try hashFile(abs)
+        if let after = try FileIO.lstat(abs), after == st { cache.record(rel, st, readAt: readAt, id) }
+        return id
     }
 
     /// SHA-256 of a file on disk, streamed.

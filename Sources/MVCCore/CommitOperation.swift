@@ -92,13 +92,22 @@ extension Repository {
         let batch = newBatch()
         let writer = BlobWriter(chunker: Chunker(config.chunking), batch: batch)
         progress.begin("committing \(request.name)", totalBytes: totalBytes, totalFiles: found.count)
+        let cache = statCache()
         var files: [FileEntry] = []
         for f in found {
-            let abs = joinPath(workTree, f.relativePath)
-            let (id, size) = try writer.store(path: abs) { progress.advance(bytes: $0, path: f.relativePath) }
-            files.append(FileEntry(path: f.relativePath, kind: f.stat.isExecutable ? .exec : .file, size: size, id: id))
+            let kind: TreeEntry.Kind = f.stat.isExecutable ? .exec : .file
+            if let id = cache.lookup(f.relativePath, f.stat), try batch.contains(id) {
+                // Unchanged since mvc last read it, and its bytes are stored: nothing to read.
+                files.append(FileEntry(path: f.relativePath, kind: kind, size: f.stat.size, id: id))
+                progress.advance(bytes: f.stat.size, path: f.relativePath)
+                continue
+            }
+            let stored = try writer.store(path: joinPath(workTree, f.relativePath)) { progress.advance(bytes: $0, path: f.relativePath) }
+            cache.record(f.relativePath, stored.stat, readAt: stored.readAt, stored.id)
+            files.append(FileEntry(path: f.relativePath, kind: kind, size: stored.size, id: stored.id))
         }
         progress.end()
+        defer { cache.save() }
         let tree = try buildTree(files, batch: batch)
 
         // Re-committing the same files with nothing new to say is a no-op, not a new version.

@@ -22,6 +22,8 @@ extension Repository {
     /// Tracked paths whose work-tree content differs from their artifact's latest version.
     public func status() throws(MVCError) -> StatusReport {
         var changes: [StatusEntry] = [], clean: [String] = []
+        let cache = statCache()
+        defer { cache.save() }
         for name in try artifactNames() {
             guard let head = try head(of: name) else { continue }
             let commit = try objects.readCommit(head)
@@ -41,7 +43,7 @@ extension Repository {
                         mine.append(StatusEntry(artifact: name, path: found.relativePath, change: .added)); continue
                     }
                     let differs: Bool
-                    if found.stat.size != f.size { differs = true } else { differs = try hashFile(joinPath(workTree, found.relativePath)) != f.id }
+                    if found.stat.size != f.size { differs = true } else { differs = try fileID(found.relativePath, found.stat, cache: cache) != f.id }
                     if differs {
                         mine.append(StatusEntry(artifact: name, path: found.relativePath, change: .modified))
                     }

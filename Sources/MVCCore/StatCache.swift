@@ -1,0 +1,83 @@
+#if canImport(Glibc)
+internal import Glibc
+#endif
+
+/// The stat cache, `.mvc/index`: for each work-tree path mvc last hashed, wrote or committed, the
+/// file's stat fields and blob id, so unchanged files are not read again (git's index does the same).
+///
+/// An entry is trusted only when size, mtime, ctime and inode all match and the file's mtime was
+/// older than the moment its bytes were read by more than `racyWindow`. Otherwise a rewrite in the
+/// same timestamp tick, after mvc read the file, could leave every stat field unchanged (the "racy
+/// git" problem); such entries are re-hashed on each use until they age. The cache is only a hint:
+/// losing it costs time, never correctness.
+///
+/// Format: a first line `mvc-index 1`, then one line per entry, sorted by path:
+/// `<size> <mtime ns> <ctime ns> <inode> <read-at ns> <blob id> <path>`.
+final class StatCache {
+    struct Entry: Equatable {
+        var size: UInt64
+        var mtimeNanos: Int64
+        var ctimeNanos: Int64
+        var inode: UInt64
+        /// When the bytes were read (clock time taken after the first stat, before the read).
+        var readAt: Int64
+        var id: ObjectID
+    }
+
+    /// Two seconds: coarser than the timestamp granularity of any file system mvc supports.
+    static let racyWindow: Int64 = 2_000_000_000
+
+    let path: String
+    private var entries: [String: Entry] = [:]
+    private var dirty = false
+
+    init(path: String) {
+        self.path = path
+        guard let bytes = try? FileIO.readSmallFile(path, limit: 1 << 30) else { return }
+        let lines = String(decoding: bytes, as: UTF8.self).split(separator: "\n")
+        guard lines.first == "mvc-index 1" else { return }   // unreadable or newer: start empty
+        for line in lines.dropFirst() {
+            let f = line.split(separator: " ", maxSplits: 6, omittingEmptySubsequences: false)
+            guard f.count == 7, let size = UInt64(f[0]), let m = Int64(f[1]), let c = Int64(f[2]), let ino = UInt64(f[3]),
+                  let readAt = Int64(f[4]), let id = ObjectID(hex: f[5]) else { entries = [:]; return }
+            entries[String(f[6])] = Entry(size: size, mtimeNanos: m, ctimeNanos: c, inode: ino, readAt: readAt, id: id)
+        }
+    }
+
+    /// The cached blob id for `rel` if `st` proves the file unchanged since it was read.
+    func lookup(_ rel: String, _ st: FileIO.Stat) -> ObjectID? {
+        guard let e = entries[rel], e.size == st.size, e.mtimeNanos == st.mtimeNanos, e.ctimeNanos == st.ctimeNanos,
+              e.inode == st.inode, max(e.mtimeNanos, e.ctimeNanos) < e.readAt - StatCache.racyWindow else { return nil }
+        return e.id
+    }
+
+    /// Records that the file at `rel` had blob `id`, with `st` unchanged from before the read
+    /// (started at `readAt`) to after it.
+    func record(_ rel: String, _ st: FileIO.Stat, readAt: Int64, _ id: ObjectID) {
+        let e = Entry(size: st.size, mtimeNanos: st.mtimeNanos, ctimeNanos: st.ctimeNanos, inode: st.inode, readAt: readAt, id: id)
+        if entries[rel] != e { entries[rel] = e; dirty = true }
+    }
+
+    func forget(_ rel: String) {
+        if entries.removeValue(forKey: rel) != nil { dirty = true }
+    }
+
+    /// Writes the cache when it changed (temp file + rename, no fsync: it is a hint). Errors are
+    /// ignored for the same reason: a read-only store still works, only slower.
+    func save() {
+        guard dirty else { return }
+        var out = "mvc-index 1\n"
+        for key in entries.keys.sorted(by: utf8Less) {
+            let e = entries[key]!
+            out += "\(e.size) \(e.mtimeNanos) \(e.ctimeNanos) \(e.inode) \(e.readAt) \(e.id.hex) \(key)\n"
+        }
+        try? FileIO.writeFileAtomically(path, Array(out.utf8), sync: false)
+        dirty = false
+    }
+
+    static func now() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
+    }
+}
