@@ -3,4 +3,12 @@
 // Only the EVP digest interface: the low-level SHA256_* functions are deprecated in OpenSSL 3 and
 // would make Swift warn at every call.
 #include <openssl/evp.h>
+
+#ifdef __linux__
+// sync_file_range(2) is declared by <fcntl.h> only under _GNU_SOURCE, which Swift's Glibc module
+// is not built with. Bind the libc symbol under another name (an asm label) so this declaration
+// cannot clash with <fcntl.h>'s. Used to start writeback of a pack early, without waiting.
+extern int mvc_sync_file_range(int fd, long long offset, long long nbytes, unsigned int flags) __asm__("sync_file_range");
+#define MVC_SYNC_FILE_RANGE_WRITE 2
+#endif
 #endif

@@ -2,6 +2,7 @@
 internal import Glibc
 #endif
 internal import Synchronization
+internal import CMVCCrypto
 
 /// How an object's bytes are stored.
 public enum StorageKind: UInt8, Sendable, Codable {
@@ -194,6 +195,18 @@ final class PackWriter {
         entries[id] = Pack.Entry(id: id, kind: kind, offset: dataOffset, length: UInt64(bytes.count))
         offset = dataOffset + UInt64(bytes.count)
         bytesWritten += UInt64(bytes.count)
+        startWriteback()
+    }
+
+    /// Starts writing back what was appended so far without waiting (Linux `sync_file_range`),
+    /// every 32 MiB: the disk works while we hash, and the final fsync has little left to do.
+    private var writebackFrom: UInt64 = 0
+    private func startWriteback() {
+        guard offset - writebackFrom >= 32 << 20 else { return }
+        #if os(Linux)
+        _ = mvc_sync_file_range(fd, Int64(writebackFrom), Int64(offset - writebackFrom), UInt32(MVC_SYNC_FILE_RANGE_WRITE))
+        #endif
+        writebackFrom = offset
     }
 
     /// Reads back an object appended earlier in this batch (dedup within a commit, tests).

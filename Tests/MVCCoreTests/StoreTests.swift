@@ -105,6 +105,40 @@ struct StoreTests {
     }
 }
 
+@Suite("Blob writer: ids and round trips at block boundaries")
+struct BlobWriterTests {
+    /// `count` bytes: 64 KiB of noise tiled, each tile's first 8 bytes its index (cheap to make).
+    static func tiled(_ count: Int) -> [UInt8] {
+        let tile = noise(65536, seed: 5)
+        var out = [UInt8](); out.reserveCapacity(count)
+        var i: UInt64 = 0
+        while out.count < count {
+            var t = tile
+            withUnsafeBytes(of: i.bigEndian) { for (k, b) in $0.enumerated() { t[k] = b } }
+            out.append(contentsOf: t.prefix(count - out.count))
+            i += 1
+        }
+        return out
+    }
+
+    @Test("blob id is SHA-256 of the file whether it fits one block or spans several", arguments: [
+        0, 1, 65536, BlobWriter.blockSize - 1, BlobWriter.blockSize, BlobWriter.blockSize + 1, 2 * BlobWriter.blockSize + 12345,
+    ])
+    func sizes(_ size: Int) throws {
+        let dir = TempDir()
+        let repo = try Repository.initialize(at: dir.path)
+        let content = Self.tiled(size)
+        dir.write("f.bin", content)
+        let r = try repo.commit(CommitRequest(paths: ["f.bin"], name: "f", baseDirectory: dir.path))
+        let file = try repo.files(ofTree: r.tree)[0]
+        #expect(file.id == ObjectID.hash(content))
+        #expect(file.size == UInt64(size))
+        var back: [UInt8] = []
+        try repo.objects.stream(file.id, verifyWhole: true) { back.append(contentsOf: $0) }
+        #expect(back == content)
+    }
+}
+
 @Suite("Refs: compare-and-swap under a lock, with a log")
 struct RefTests {
     @Test("create, move, stale expected value, held lock, log")
