@@ -7,7 +7,7 @@ struct GlobalOptions: ParsableArguments {
     @Flag(name: .long, help: "Print machine-readable JSON on stdout (stable keys; no progress).")
     var json = false
 
-    @Option(name: .customShort("C"), help: "Run as if mvc was started in <dir>.")
+    @Option(name: .customShort("C"), help: ArgumentHelp("Run as if mvc was started in <dir>.", valueName: "dir"))
     var directory: String?
 
     func repository() throws(MVCError) -> Repository {
