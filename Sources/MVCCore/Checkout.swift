@@ -39,14 +39,23 @@ extension Repository {
                 }
                 selected.append(contentsOf: matches)
             }
-            var seen = Set<String>()
-            files = selected.filter { seen.insert($0.path).inserted }
+            var seen = Set<[UInt8]>()
+            files = selected.filter { seen.insert($0.path.byteKey).inserted }
         }
         let target: String
         if let directory {
             let abs = directory.hasPrefix("/") ? directory : joinPath(FileIO.currentDirectory(), directory)
+            let insideStore = { (p: String) in p.split(separator: "/").contains { Names.reservedNames.contains($0.lowercased()) } }
+            if insideStore(abs) {
+                throw MVCError(.unsafePath, "refusing to check out into '\(directory)': it is inside an mvc store or a git directory",
+                               hint: "choose a directory outside .mvc and .git")
+            }
             try FileIO.mkdirs(abs)
             target = FileIO.realpath(abs) ?? abs
+            if insideStore(target) {
+                throw MVCError(.unsafePath, "refusing to check out into '\(directory)': it is inside an mvc store or a git directory",
+                               hint: "choose a directory outside .mvc and .git")
+            }
         } else {
             target = workTree
         }
@@ -89,10 +98,10 @@ extension Repository {
         // Files of other versions under the committed directories (full checkouts into the work tree only).
         var removable: [String] = [], kept: [String] = []
         if directory == nil && filter.isEmpty {
-            let wanted = Set(files.map(\.path))
+            let wanted = Set(files.map(\.path.byteKey))
             for root in commit.paths {
                 guard let st = try FileIO.lstat(joinPath(target, root)), st.isDirectory else { continue }
-                for found in (try? walk(root)) ?? [] where !wanted.contains(found.relativePath) {
+                for found in try walk(root, skippingUnsupported: true) where !wanted.contains(found.relativePath.byteKey) {
                     let h = try currentID(found.relativePath, found.stat)
                     if try objects.contains(h) { removable.append(found.relativePath) } else { kept.append(found.relativePath) }
                 }
@@ -168,7 +177,8 @@ extension Repository {
         let tmp = joinPath(dir, ".mvc-tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
         let fd = try FileIO.createExclusive(tmp, mode: f.kind == .exec ? 0o755 : 0o644)
         do throws(MVCError) {
-            try objects.stream(f.id) { (piece) throws(MVCError) in
+            // verifyWhole: a chunk list must add up to the blob id, not merely list intact chunks.
+            try objects.stream(f.id, verifyWhole: true) { (piece) throws(MVCError) in
                 try FileIO.writeAll(fd, piece, path: tmp)
                 progress(UInt64(piece.count))
             }

@@ -68,6 +68,7 @@ extension Repository {
         if let v = request.semver, try refs.read(Repository.tagRef(request.name, v)) != nil {
             throw MVCError(.invalidArgument, "'\(request.name)' already has a version tagged \(v)", hint: "semantic versions are given once; pick the next one")
         }
+        if parentID == nil { try refs.checkNoConflict(ref) }   // before any work, not after hashing
         let kind = request.kind ?? parent?.kind ?? .other
         if let parent, parent.kind != kind {
             throw MVCError(.invalidArgument, "artifact '\(request.name)' is a \(parent.kind.rawValue), not a \(kind.rawValue)",

@@ -70,9 +70,10 @@ public struct MVCError: Error, Sendable, CustomStringConvertible, Equatable {
         self.hint = hint
     }
 
+    /// `error: ...` and, with a hint, `hint: ...`: one line each, whatever the message quotes.
     public var description: String {
-        if let hint { return "error: \(message)\nhint: \(hint)" }
-        return "error: \(message)"
+        if let hint { return "error: \(message.escapingControlCharacters)\nhint: \(hint.escapingControlCharacters)" }
+        return "error: \(message.escapingControlCharacters)"
     }
 }
 
@@ -98,5 +99,24 @@ extension MVCError {
     static func missing(_ id: ObjectID, _ role: String = "object") -> MVCError {
         MVCError(.missingObject, "\(role) \(id.hex) is missing from the store",
                  hint: "run 'mvc fsck' to see what it affects")
+    }
+}
+
+extension String {
+    /// Control characters written as escapes (`\n`, `\t`, `\u{1b}`), so that a value quoted in a
+    /// message (a file name, a corrupt ref's content) can never break it over lines or drive a terminal.
+    public var escapingControlCharacters: String {
+        guard unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7f }) else { return self }
+        var out = ""
+        for s in unicodeScalars {
+            switch s {
+            case "\n": out += "\\n"
+            case "\t": out += "\\t"
+            case "\r": out += "\\r"
+            default:
+                if s.value < 0x20 || s.value == 0x7f { out += "\\u{\(String(s.value, radix: 16))}" } else { out.unicodeScalars.append(s) }
+            }
+        }
+        return out
     }
 }

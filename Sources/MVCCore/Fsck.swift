@@ -12,71 +12,102 @@ public struct FsckReport: Sendable, Codable, Equatable {
 }
 
 extension Repository {
-    /// Verifies every stored object's id (every chunk, every chunk list against the whole content),
-    /// that trees and commits parse in canonical form and reference stored objects, and that every
-    /// ref and log entry points at a stored commit of the right artifact.
+    /// Checks the whole store, in two passes:
+    /// 1. every stored record, where it is: a raw object must hash to its id; a chunk list must pass
+    ///    its checksum, name stored chunks of the listed sizes, and add up to its id;
+    /// 2. everything reachable from every ref and ref-log entry: commits and trees must parse in
+    ///    canonical form, and every tree, blob, parent and input they name must be stored.
+    /// Whether an object is a tree or a commit is known only from what points at it (a user's file
+    /// may well begin with `tree 5\0`), so parsing happens in the second pass only.
     public func fsck(progress: any ProgressSink = SilentProgress()) throws(MVCError) -> FsckReport {
         var problems: [FsckProblem] = []
         func report(_ subject: String, _ problem: String) { problems.append(FsckProblem(subject: subject, problem: problem)) }
+
         let records = try objects.allRecords()
         progress.begin("checking objects", totalBytes: records.reduce(0) { $0 + $1.1.storedSize }, totalFiles: records.count)
-        var checked = Set<ObjectID>()
+        var ids = Set<ObjectID>()
         for (id, loc) in records {
-            checked.insert(id)
+            ids.insert(id)
             do throws(MVCError) {
-                switch loc.kind {
-                case .raw:
-                    let head = loc.storedSize < 1 << 26 ? try objects.readRecord(loc, id: id, limit: 1 << 26) : nil
-                    if let head, ObjectID.hash(head) != id { throw MVCError.corrupt(id, "content does not match its id") }
-                    if head == nil { try objects.stream(id) { _ in } }
-                    switch head.flatMap({ Framing.peekKind($0) }) {
-                    case .tree?:
-                        for e in try Tree.decode(head!, id: id).entries where try !objects.contains(e.id) {
-                            report(id.hex, "tree entry '\(e.name)' names missing object \(e.id.hex)")
-                        }
-                    case .commit?:
-                        let c = try Commit.decode(head!, id: id)
-                        for (what, ref) in [("tree", c.tree)] + c.parents.map({ ("parent", $0) }) + c.inputs.map({ ("input", $0.commit) })
-                        where try !objects.contains(ref) {
-                            report(id.hex, "commit \(c.artifact)@v\(c.version) names missing \(what) \(ref.hex)")
-                        }
-                    case nil:
-                        break
-                    }
-                case .chunks:
-                    try objects.stream(id, verifyWhole: true) { _ in }
-                }
+                try objects.stream(id, location: loc, verifyWhole: true) { _ in }
             } catch {
-                report(id.hex, error.message)
+                report(id.hex, "\(error.message) (\(loc.describe))")
             }
             progress.advance(bytes: loc.storedSize, path: id.short)
         }
         progress.end()
 
+        // Pass 2: reachability from refs and their logs.
+        var commitsSeen = Set<ObjectID>(), treesSeen = Set<ObjectID>()
         var refsChecked = 0
+        func checkTree(_ id: ObjectID, in label: String, depth: Int) {
+            guard treesSeen.insert(id).inserted else { return }
+            guard depth < Repository.maxTreeDepth else { report(id.hex, "trees nest too deep (in \(label))"); return }
+            do throws(MVCError) {
+                for e in try objects.readTree(id).entries {
+                    if e.kind == .tree { checkTree(e.id, in: label, depth: depth + 1); continue }
+                    var stored = ids.contains(e.id)
+                    if !stored { stored = try objects.contains(e.id) }
+                    guard stored else {
+                        report(e.id.hex, "file '\(e.name)' of \(label) is missing from the store"); continue
+                    }
+                    let size = try objects.size(of: e.id)
+                    if size != e.size { report(e.id.hex, "file '\(e.name)' of \(label) is \(size) bytes, its tree says \(e.size)") }
+                }
+            } catch {
+                report(id.hex, "tree of \(label): \(error.message)")
+            }
+        }
+        func checkCommit(_ id: ObjectID, from origin: String) {
+            var stack = [id]
+            while let next = stack.popLast() {
+                guard commitsSeen.insert(next).inserted else { continue }
+                do throws(MVCError) {
+                    let c = try objects.readCommit(next)
+                    let label = "\(c.artifact)@v\(c.version)"
+                    checkTree(c.tree, in: label, depth: 0)
+                    stack.append(contentsOf: c.parents)
+                    stack.append(contentsOf: c.inputs.map(\.commit))
+                } catch {
+                    report(next.hex, "commit reachable from \(origin): \(error.message)")
+                }
+            }
+        }
+
         for name in try artifactNames() {
             let ref = Repository.artifactRef(name)
             refsChecked += 1
             do throws(MVCError) {
                 guard let head = try refs.read(ref) else { continue }
-                let c = try objects.readCommit(head)
-                if c.artifact != name { report(ref, "points at a commit of '\(c.artifact)'") }
-                // The whole history must be readable.
-                _ = try log(name)
-                for e in try refs.log(ref) {
-                    for target in [e.old, e.new].compactMap({ $0 }) where try !objects.contains(target) {
-                        report("logs/\(ref)", "entry of \(e.actor.time) names missing commit \(target.hex)")
-                    }
+                if let c = try? objects.readCommit(head), c.artifact != name {
+                    report(ref, "points at a commit of '\(c.artifact)'")
                 }
-                for (tagged, versions) in try semverTags(name) {
-                    refsChecked += versions.count
-                    let t = try objects.readCommit(tagged)
-                    if t.artifact != name { report("refs/tags/\(name)", "\(versions.joined(separator: ",")) points at a commit of '\(t.artifact)'") }
+                checkCommit(head, from: ref)
+                for e in try refs.log(ref) {
+                    for target in [e.old, e.new].compactMap({ $0 }) { checkCommit(target, from: "the log of \(ref)") }
+                }
+                for tag in try refs.list("refs/tags/\(name)") where !tag.contains("/") {
+                    refsChecked += 1
+                    let tagRef = Repository.tagRef(name, tag)
+                    guard let tagged = try refs.read(tagRef) else { continue }
+                    checkCommit(tagged, from: tagRef)
+                    if let c = try? objects.readCommit(tagged), c.artifact != name {
+                        report(tagRef, "points at a commit of '\(c.artifact)'")
+                    }
                 }
             } catch {
                 report(ref, error.message)
             }
         }
-        return FsckReport(objectsChecked: checked.count, refsChecked: refsChecked, problems: problems)
+        return FsckReport(objectsChecked: ids.count, refsChecked: refsChecked, problems: problems)
+    }
+}
+
+extension ObjectStore.Location {
+    var describe: String {
+        switch self {
+        case .loose(let path, _, _): return path
+        case .packed(let pack, let e): return "\(pack.packPath) at offset \(e.offset)"
+        }
     }
 }

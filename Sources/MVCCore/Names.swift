@@ -21,12 +21,17 @@ public enum Names {
         }
     }
 
-    /// Tree entry names: non-empty, not `.` or `..`, no `/`, NUL or newline, at most 255 bytes.
+    /// Tree entry names: non-empty, not `.` or `..`, no `/`, NUL or newline, at most 255 bytes, and
+    /// not `.git` or `.mvc` in any letter case (so a checkout can never write git hooks or the store).
     /// Checked when trees are built and again whenever one is read.
     public static func isValidEntryName(_ name: some StringProtocol) -> Bool {
         if name.isEmpty || name == "." || name == ".." || name.utf8.count > 255 { return false }
+        if name.utf8.count == 4, reservedNames.contains(name.lowercased()) { return false }
         return !name.utf8.contains { $0 == UInt8(ascii: "/") || $0 == 0 || $0 == UInt8(ascii: "\n") }
     }
+
+    /// Directory names that belong to git and to mvc itself.
+    static let reservedNames: Set<String> = [".git", ".mvc"]
 
     /// Parameter, metric and environment keys: letters, digits, `_`, `-`, `.`, `/`; 1-128 bytes.
     public static func validateKey(_ key: String, what: String) throws(MVCError) {
@@ -80,6 +85,12 @@ public enum Names {
     private static func semverError(_ v: String) -> MVCError {
         MVCError(.invalidArgument, "invalid semantic version '\(v)'", hint: "use MAJOR.MINOR.PATCH, e.g. 1.4.0 or 2.0.0-rc.1")
     }
+}
+
+extension String {
+    /// The UTF-8 bytes, for dictionaries of paths: String equality is Unicode canonical
+    /// equivalence, which would merge NFC and NFD spellings that the file system keeps apart.
+    var byteKey: [UInt8] { Array(utf8) }
 }
 
 extension Character {

@@ -11,7 +11,13 @@ internal import Synchronization
 public final class ObjectStore: Sendable {
     public let directory: String
     let packDirectory: String
-    private let packs = Mutex<[Pack]?>(nil)
+    /// The packs as last listed, with the pack directory's mtime then and when the listing was made.
+    private struct PackList {
+        var packs: [Pack]
+        var directoryMtime: Int64
+        var listedAt: Int64
+    }
+    private let packs = Mutex<PackList?>(nil)
 
     init(directory: String) {
         self.directory = directory
@@ -42,20 +48,37 @@ public final class ObjectStore: Sendable {
         return kind == .raw ? base : base + ".chunks"
     }
 
-    /// The packs, loaded once; `reloadPacks` after writing one.
+    /// The packs, listed once and then again only when `refreshPacks` sees the directory change.
     func loadedPacks() throws(MVCError) -> [Pack] {
-        if let p = packs.withLock({ $0 }) { return p }
-        var loaded: [Pack] = []
-        for name in (try FileIO.listDirectory(packDirectory) ?? []).sorted() where name.hasPrefix("pack-") && name.hasSuffix(".idx") {
-            loaded.append(try Pack(directory: packDirectory, name: String(name.dropFirst(5).dropLast(4))))
+        if let p = packs.withLock({ $0 }) { return p.packs }
+        return try refreshPacks(force: true)
+    }
+
+    /// Re-lists the pack directory when it may have changed since the last listing (another process
+    /// published a pack), keeping packs already open. Returns the current packs.
+    @discardableResult
+    func refreshPacks(force: Bool = false) throws(MVCError) -> [Pack] {
+        let current = packs.withLock { $0 }
+        let mtime = try FileIO.lstat(packDirectory)?.mtimeNanos ?? 0
+        if !force, let current, current.directoryMtime == mtime,
+           mtime < current.listedAt - StatCache.racyWindow {   // an unchanged mtime proves nothing within a tick
+            return current.packs
         }
-        packs.withLock { $0 = loaded }
+        let listedAt = StatCache.now()
+        var byName: [String: Pack] = [:]
+        for p in current?.packs ?? [] { byName[p.name] = p }
+        var loaded: [Pack] = []
+        for file in (try FileIO.listDirectory(packDirectory) ?? []).sorted() where file.hasPrefix("pack-") && file.hasSuffix(".idx") {
+            let name = String(file.dropFirst(5).dropLast(4))
+            if let open = byName[name] { loaded.append(open) } else { loaded.append(try Pack(directory: packDirectory, name: name)) }
+        }
+        packs.withLock { $0 = PackList(packs: loaded, directoryMtime: mtime, listedAt: listedAt) }
         return loaded
     }
 
-    func reloadPacks() { packs.withLock { $0 = nil } }
-
-    func locate(_ id: ObjectID) throws(MVCError) -> Location? {
+    /// Where an object is stored. On a miss, `refresh` re-lists the packs if the directory changed,
+    /// so a long-lived store sees packs that other processes published since.
+    func locate(_ id: ObjectID, refresh: Bool = true) throws(MVCError) -> Location? {
         for kind in [StorageKind.raw, .chunks] {
             let path = loosePath(id, kind: kind)
             if let st = try FileIO.lstat(path), st.isRegular { return .loose(path: path, kind: kind, size: st.size) }
@@ -63,10 +86,17 @@ public final class ObjectStore: Sendable {
         for pack in try loadedPacks() {
             if let e = pack.find(id) { return .packed(pack, e) }
         }
+        if refresh {
+            let before = try loadedPacks().count
+            let now = try refreshPacks()
+            if now.count != before { return try locate(id, refresh: false) }
+        }
         return nil
     }
 
-    public func contains(_ id: ObjectID) throws(MVCError) -> Bool { try locate(id) != nil }
+    /// True if the object is stored. `refresh: false` skips re-listing packs on a miss (dedup
+    /// checks while writing, where a miss only costs a duplicate copy).
+    public func contains(_ id: ObjectID, refresh: Bool = true) throws(MVCError) -> Bool { try locate(id, refresh: refresh) != nil }
 
     /// Reads a stored record's bytes (a raw object or a chunk list), unverified.
     func readRecord(_ loc: Location, id: ObjectID, limit: Int) throws(MVCError) -> [UInt8] {
@@ -126,7 +156,7 @@ public final class ObjectStore: Sendable {
         try stream(id, location: loc, verifyWhole: verifyWhole, body)
     }
 
-    private func stream(_ id: ObjectID, location loc: Location, verifyWhole: Bool = false,
+    func stream(_ id: ObjectID, location loc: Location, verifyWhole: Bool = false,
                         _ body: (UnsafeRawBufferPointer) throws(MVCError) -> Void) throws(MVCError) {
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 64)
         defer { buffer.deallocate() }
@@ -240,7 +270,7 @@ public final class ObjectBatch {
     /// True if the store or this batch already holds the object.
     func contains(_ id: ObjectID) throws(MVCError) -> Bool {
         if writer?.contains(id) == true { return true }
-        return try store.contains(id)
+        return try store.contains(id, refresh: false)
     }
 
     /// Adds a raw object unless it is already stored.
@@ -286,7 +316,7 @@ public final class ObjectBatch {
         if let w = writer {
             _ = try w.finish()
             writer = nil
-            store.reloadPacks()
+            try store.refreshPacks(force: true)
         }
     }
 }

@@ -76,7 +76,7 @@ public struct Tree: Sendable, Equatable {
             guard Names.isValidEntryName(e.name) else {
                 throw MVCError(.invalidName, "invalid file name '\(e.name)'", hint: "names may not be empty, '.', '..', or contain '/', NUL or newline")
             }
-            if i > 0 && sorted[i - 1].name == e.name {
+            if i > 0 && sorted[i - 1].name.utf8.elementsEqual(e.name.utf8) {
                 throw MVCError(.invalidName, "duplicate entry '\(e.name)' in a tree")
             }
         }
@@ -85,7 +85,7 @@ public struct Tree: Sendable, Equatable {
 
     public var totalSize: UInt64 { entries.reduce(0) { $0 + $1.size } }
 
-    public func entry(named name: String) -> TreeEntry? { entries.first { $0.name == name } }
+    public func entry(named name: String) -> TreeEntry? { entries.first { $0.name.utf8.elementsEqual(name.utf8) } }
 
     func body() -> [UInt8] {
         var out = [UInt8]()
@@ -121,7 +121,8 @@ public struct Tree: Sendable, Equatable {
         guard body.last == UInt8(ascii: "\n") || body.isEmpty else { throw .corrupt(id, "tree does not end with a newline") }
         let tree: Tree
         do throws(MVCError) { tree = try Tree(entries: entries) } catch { throw .corrupt(id, error.message) }
-        guard tree.entries == entries else { throw .corrupt(id, "tree entries are not sorted") }
+        // Byte-for-byte: catches unsorted entries, invalid UTF-8 in names, any other variant.
+        guard tree.encoded() == bytes else { throw .corrupt(id, "tree is not in canonical form") }
         return tree
     }
 }
@@ -212,7 +213,7 @@ public struct Commit: Sendable, Equatable {
                 paths: [String], inputs: [InputEdge], code: CodeRef?, params: [String: String],
                 metrics: [String: Double], environment: [String: String], author: Signature, message: String) {
         self.tree = tree; self.parents = parents; self.artifact = artifact; self.kind = kind
-        self.version = version; self.paths = paths.sorted(); self.inputs = Commit.sortInputs(inputs)
+        self.version = version; self.paths = paths.sorted(by: utf8Less); self.inputs = Commit.sortInputs(inputs)
         self.code = code; self.params = params; self.metrics = metrics; self.environment = environment
         self.author = author; self.message = Commit.normalizeMessage(message)
     }
@@ -229,7 +230,7 @@ public struct Commit: Sendable, Equatable {
     }
 
     /// Numbers print in Swift's shortest round-tripping form, so `0.90` and `0.9` are one value.
-    static func formatNumber(_ v: Double) -> String {
+    public static func formatNumber(_ v: Double) -> String {
         if v == v.rounded(), abs(v) < 1e15 { return String(Int64(v)) }
         return String(v)
     }
@@ -242,7 +243,7 @@ public struct Commit: Sendable, Equatable {
         for p in paths { try validateRelativePath(p) }
         for i in inputs { try Names.validateKey(i.role, what: "input role") }
         if let code {
-            guard code.commit.count == 40 || code.commit.count == 64, isHexString(code.commit) else {
+            guard code.commit.count == 40 || code.commit.count == 64, isHexString(code.commit), code.commit == code.commit.lowercased() else {
                 throw MVCError(.invalidArgument, "invalid code commit '\(code.commit)'")
             }
         }

@@ -28,7 +28,10 @@ public struct RefLogEntry: Sendable, Equatable, Codable {
         guard tail.count == 2, let t = Int64(tail[0]), let tz = Signature.parseTZ(tail[1]) else { return nil }
         let name = String(f[2][..<f[2].index(before: lt)])
         let email = String(f[2][f[2].index(after: lt)..<gt])
-        return RefLogEntry(old: old, new: new, actor: Signature(name: name, email: email, time: t, tzOffsetMinutes: tz), message: message)
+        let entry = RefLogEntry(old: old, new: new, actor: Signature(name: name, email: email, time: t, tzOffsetMinutes: tz), message: message)
+        // Only the canonical form is accepted (lowercase hex, +hhmm zones, ...).
+        guard entry.encoded().elementsEqual((line + "\n").utf8) else { return nil }
+        return entry
     }
 }
 
@@ -48,7 +51,7 @@ public final class RefStore: Sendable {
         if let st = try FileIO.lstat(p), st.isDirectory { return nil }
         guard let bytes = try FileIO.readSmallFile(p, limit: 4096) else { return nil }
         let text = String(decoding: bytes, as: UTF8.self)
-        guard text.hasSuffix("\n"), let id = ObjectID(hex: text.dropLast()) else {
+        guard text.hasSuffix("\n"), let id = ObjectID(hex: text.dropLast()), id.hex == text.dropLast() else {
             throw MVCError(.corruptObject, "ref '\(ref)' is corrupt: '\(text.prefix(70))'",
                            hint: "restore it from its log '\(logPath(ref))' (last column of the last line) or run 'mvc fsck'")
         }
@@ -106,7 +109,7 @@ public final class RefStore: Sendable {
     }
 
     /// A ref named `a/b` cannot coexist with a ref `a` (one would be a file, the other a directory).
-    private func checkNoConflict(_ ref: String) throws(MVCError) {
+    func checkNoConflict(_ ref: String) throws(MVCError) {
         var prefix = ""
         let parts = ref.split(separator: "/")
         for part in parts.dropLast() {
@@ -141,7 +144,7 @@ public final class RefStore: Sendable {
         func walk(_ rel: String) throws(MVCError) {
             let dir = joinPath(path(prefix), rel)
             for name in try FileIO.listDirectory(dir) ?? [] {
-                if name.hasSuffix(".lock") || name.contains(".tmp-") { continue }
+                if name.hasSuffix(".lock") { continue }   // a ref being written; artifact names cannot end in .lock
                 let child = rel.isEmpty ? name : rel + "/" + name
                 guard let st = try FileIO.lstat(joinPath(dir, name)) else { continue }
                 if st.isDirectory { try walk(child) } else if st.isRegular { out.append(child) }

@@ -28,7 +28,7 @@ final class StatCache {
     static let racyWindow: Int64 = 2_000_000_000
 
     let path: String
-    private var entries: [String: Entry] = [:]
+    private var entries: [[UInt8]: (path: String, entry: Entry)] = [:]
     private var dirty = false
 
     init(path: String) {
@@ -40,13 +40,14 @@ final class StatCache {
             let f = line.split(separator: " ", maxSplits: 6, omittingEmptySubsequences: false)
             guard f.count == 7, let size = UInt64(f[0]), let m = Int64(f[1]), let c = Int64(f[2]), let ino = UInt64(f[3]),
                   let readAt = Int64(f[4]), let id = ObjectID(hex: f[5]) else { entries = [:]; return }
-            entries[String(f[6])] = Entry(size: size, mtimeNanos: m, ctimeNanos: c, inode: ino, readAt: readAt, id: id)
+            let path = String(f[6])
+            entries[path.byteKey] = (path, Entry(size: size, mtimeNanos: m, ctimeNanos: c, inode: ino, readAt: readAt, id: id))
         }
     }
 
     /// The cached blob id for `rel` if `st` proves the file unchanged since it was read.
     func lookup(_ rel: String, _ st: FileIO.Stat) -> ObjectID? {
-        guard let e = entries[rel], e.size == st.size, e.mtimeNanos == st.mtimeNanos, e.ctimeNanos == st.ctimeNanos,
+        guard let e = entries[rel.byteKey]?.entry, e.size == st.size, e.mtimeNanos == st.mtimeNanos, e.ctimeNanos == st.ctimeNanos,
               e.inode == st.inode, max(e.mtimeNanos, e.ctimeNanos) < e.readAt - StatCache.racyWindow else { return nil }
         return e.id
     }
@@ -55,11 +56,11 @@ final class StatCache {
     /// (started at `readAt`) to after it.
     func record(_ rel: String, _ st: FileIO.Stat, readAt: Int64, _ id: ObjectID) {
         let e = Entry(size: st.size, mtimeNanos: st.mtimeNanos, ctimeNanos: st.ctimeNanos, inode: st.inode, readAt: readAt, id: id)
-        if entries[rel] != e { entries[rel] = e; dirty = true }
+        if entries[rel.byteKey]?.entry != e { entries[rel.byteKey] = (rel, e); dirty = true }
     }
 
     func forget(_ rel: String) {
-        if entries.removeValue(forKey: rel) != nil { dirty = true }
+        if entries.removeValue(forKey: rel.byteKey) != nil { dirty = true }
     }
 
     /// Writes the cache when it changed (temp file + rename, no fsync: it is a hint). Errors are
@@ -67,9 +68,9 @@ final class StatCache {
     func save() {
         guard dirty else { return }
         var out = "mvc-index 1\n"
-        for key in entries.keys.sorted(by: utf8Less) {
-            let e = entries[key]!
-            out += "\(e.size) \(e.mtimeNanos) \(e.ctimeNanos) \(e.inode) \(e.readAt) \(e.id.hex) \(key)\n"
+        for (_, value) in entries.sorted(by: { $0.key.lexicographicallyPrecedes($1.key) }) {
+            let e = value.entry
+            out += "\(e.size) \(e.mtimeNanos) \(e.ctimeNanos) \(e.inode) \(e.readAt) \(e.id.hex) \(value.path)\n"
         }
         try? FileIO.writeFileAtomically(path, Array(out.utf8), sync: false)
         dirty = false

@@ -28,18 +28,18 @@ extension Repository {
             guard let head = try head(of: name) else { continue }
             let commit = try objects.readCommit(head)
             let committed = try files(ofTree: commit.tree)
-            var byPath: [String: FileEntry] = [:]
-            for f in committed { byPath[f.path] = f }
-            var seen = Set<String>()
+            var byPath: [[UInt8]: FileEntry] = [:]
+            for f in committed { byPath[f.path.byteKey] = f }
+            var seen = Set<[UInt8]>()
             var mine: [StatusEntry] = []
             for root in commit.paths {
                 let onDisk: [FoundFile]
-                do throws(MVCError) { onDisk = try walk(root) } catch {
+                do throws(MVCError) { onDisk = try walk(root, skippingUnsupported: true) } catch {
                     if error.code == .pathNotFound { onDisk = [] } else { throw error }
                 }
                 for found in onDisk {
-                    seen.insert(found.relativePath)
-                    guard let f = byPath[found.relativePath] else {
+                    seen.insert(found.relativePath.byteKey)
+                    guard let f = byPath[found.relativePath.byteKey] else {
                         mine.append(StatusEntry(artifact: name, path: found.relativePath, change: .added)); continue
                     }
                     let differs: Bool
@@ -49,7 +49,7 @@ extension Repository {
                     }
                 }
             }
-            for f in committed where !seen.contains(f.path) {
+            for f in committed where !seen.contains(f.path.byteKey) {
                 mine.append(StatusEntry(artifact: name, path: f.path, change: .deleted))
             }
             if mine.isEmpty { clean.append(name) }

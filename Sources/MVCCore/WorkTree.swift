@@ -43,11 +43,13 @@ extension Repository {
     /// Names skipped when walking a directory: the store, and git's own directories.
     static let ignoredNames: Set<String> = [".mvc", ".git"]
 
-    /// Every regular file at or below `rel`, sorted; symlinks and special files are refused.
-    func walk(_ rel: String) throws(MVCError) -> [FoundFile] {
+    /// Every regular file at or below `rel`, sorted; symlinks and special files are refused, or
+    /// with `skippingUnsupported` passed over (status and checkout only look at what mvc could store).
+    func walk(_ rel: String, skippingUnsupported: Bool = false) throws(MVCError) -> [FoundFile] {
         let abs = joinPath(workTree, rel)
         guard let st = try FileIO.lstat(abs) else { throw MVCError(.pathNotFound, "path '\(rel)' does not exist") }
         if st.isRegular { return [FoundFile(relativePath: rel, stat: st)] }
+        if skippingUnsupported && !st.isDirectory { return [] }
         if st.isSymlink {
             throw MVCError(.unsupportedFileType, "'\(rel)' is a symbolic link", hint: "mvc stores regular files and directories; commit the link's target instead")
         }
@@ -57,9 +59,10 @@ extension Repository {
         var out: [FoundFile] = []
         for name in (try FileIO.listDirectory(abs) ?? []).sorted(by: utf8Less) where !Repository.ignoredNames.contains(name) {
             guard Names.isValidEntryName(name) else {
+                if skippingUnsupported { continue }
                 throw MVCError(.invalidName, "cannot store file name '\(joinPath(rel, name))'", hint: "rename it: names may not contain a newline")
             }
-            out.append(contentsOf: try walk(joinPath(rel, name)))
+            out.append(contentsOf: try walk(joinPath(rel, name), skippingUnsupported: skippingUnsupported))
         }
         return out
     }
@@ -74,37 +77,48 @@ public struct FileEntry: Sendable, Equatable, Codable {
 }
 
 extension Repository {
+    /// Deepest directory nesting accepted in a tree (a crafted tree must not exhaust the stack).
+    static let maxTreeDepth = 256
+
     /// Every file of a tree, sorted by path.
     public func files(ofTree id: ObjectID, prefix: String = "") throws(MVCError) -> [FileEntry] {
         var out: [FileEntry] = []
+        try collectFiles(id, prefix: prefix, depth: 0, into: &out)
+        return out
+    }
+
+    private func collectFiles(_ id: ObjectID, prefix: String, depth: Int, into out: inout [FileEntry]) throws(MVCError) {
+        guard depth < Repository.maxTreeDepth else { throw .corrupt(id, "trees nest deeper than \(Repository.maxTreeDepth) levels") }
         for e in try objects.readTree(id).entries {
             let p = joinPath(prefix, e.name)
-            if e.kind == .tree { out.append(contentsOf: try files(ofTree: e.id, prefix: p)) }
+            if e.kind == .tree { try collectFiles(e.id, prefix: p, depth: depth + 1, into: &out) }
             else { out.append(FileEntry(path: p, kind: e.kind, size: e.size, id: e.id)) }
         }
-        return out
     }
 
     /// Builds the root tree holding `files` at their paths (bottom-up), writing every tree to the batch.
     func buildTree(_ files: [FileEntry], batch: ObjectBatch) throws(MVCError) -> ObjectID {
+        // Keyed by bytes: Swift's String equality would merge canonically equivalent names
+        // (NFC and NFD 'é'), which Linux keeps apart.
         final class Node {
             var files: [TreeEntry] = []
-            var dirs: [String: Node] = [:]
+            var dirs: [[UInt8]: (name: String, node: Node)] = [:]
         }
         let root = Node()
         for f in files {
             var node = root
             let parts = f.path.split(separator: "/").map(String.init)
             for dir in parts.dropLast() {
-                if let next = node.dirs[dir] { node = next } else { let n = Node(); node.dirs[dir] = n; node = n }
+                let key = Array(dir.utf8)
+                if let next = node.dirs[key] { node = next.node } else { let n = Node(); node.dirs[key] = (dir, n); node = n }
             }
             node.files.append(TreeEntry(name: parts.last!, kind: f.kind, size: f.size, id: f.id))
         }
         func write(_ node: Node) throws(MVCError) -> (ObjectID, UInt64) {
             var entries = node.files
-            for (name, child) in node.dirs {
-                let (id, size) = try write(child)
-                entries.append(TreeEntry(name: name, kind: .tree, size: size, id: id))
+            for (_, child) in node.dirs {
+                let (id, size) = try write(child.node)
+                entries.append(TreeEntry(name: child.name, kind: .tree, size: size, id: id))
             }
             let tree = try Tree(entries: entries)
             return (try batch.put(tree), tree.totalSize)

@@ -19,7 +19,16 @@ struct MVCCommand: ParsableCommand {
 struct VersionCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "version", abstract: "Print mvc's version and the store format it reads.")
 
+    @Flag(name: .long, help: "Print machine-readable JSON.")
+    var json = false
+
+    struct Output: Encodable { var version: String, formatVersion: Int }
+
     func run() {
-        print("mvc \(MVCVersion.string) (store format \(StoreConfig.currentFormatVersion))")
+        if json {
+            printJSON(Output(version: MVCVersion.string, formatVersion: StoreConfig.currentFormatVersion))
+        } else {
+            print("mvc \(MVCVersion.string) (store format \(StoreConfig.currentFormatVersion))")
+        }
     }
 }

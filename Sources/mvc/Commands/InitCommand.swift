@@ -9,12 +9,14 @@ struct InitCommand: ParsableCommand {
     @Argument(help: "The work tree's root (default: the current directory).")
     var path: String?
 
+    struct Output: Encodable { var workTree: String, store: String, formatVersion: Int }
+
     func run() throws {
         try runReporting { () throws(MVCError) in
             let target = path.map { $0.hasPrefix("/") ? $0 : global.baseDirectory + "/" + $0 } ?? global.baseDirectory
             let repo = try Repository.initialize(at: target)
             if global.json {
-                printJSON(["workTree": repo.workTree, "store": repo.storeDirectory, "formatVersion": String(repo.config.formatVersion)])
+                printJSON(Output(workTree: repo.workTree, store: repo.storeDirectory, formatVersion: repo.config.formatVersion))
             } else {
                 print("Initialized empty mvc store in \(repo.storeDirectory)")
             }

@@ -46,7 +46,7 @@ struct ShowCommand: ParsableCommand {
             for i in inputs { rows.append(["input", "\(i.artifact)@v\(i.version) as \(i.role) (\(String(i.id.prefix(12))))"]) }
             if let code = c.code { rows.append(["code", "\(code.commit)\(code.dirty ? " (dirty)" : "")"]) }
             for k in c.params.keys.sorted() { rows.append(["param", "\(k) = \(c.params[k]!)"]) }
-            for k in c.metrics.keys.sorted() { rows.append(["metric", "\(k) = \(c.metrics[k]!)"]) }
+            for k in c.metrics.keys.sorted() { rows.append(["metric", "\(k) = \(Commit.formatNumber(c.metrics[k]!))"]) }
             for k in c.environment.keys.sorted() { rows.append(["env", "\(k) = \(c.environment[k]!)"]) }
             print(columns(rows))
             if !c.message.isEmpty { print("\n" + c.message.split(separator: "\n", omittingEmptySubsequences: false).dropLast().map { "    " + $0 }.joined(separator: "\n")) }

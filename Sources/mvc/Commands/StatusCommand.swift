@@ -12,7 +12,7 @@ struct StatusCommand: ParsableCommand {
             let report = try repo.status()
             if global.json { printJSON(report); return }
             if report.changes.isEmpty {
-                print(report.clean.isEmpty ? "nothing tracked yet" : "clean: \(report.clean.count) artifact\(report.clean.count == 1 ? "" : "s") match their latest version")
+                print(report.clean.isEmpty ? "nothing tracked yet" : (report.clean.count == 1 ? "clean: 1 artifact matches its latest version" : "clean: \(report.clean.count) artifacts match their latest version"))
                 return
             }
             print(columns(report.changes.map { [$0.change.rawValue, $0.artifact, $0.path] }))
