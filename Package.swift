@@ -49,6 +49,7 @@ let package = Package(
             dependencies: ["MVCCore"],
             swiftSettings: strictSettings
         ),
+        .testTarget(name: "MVCEndToEndTests", dependencies: ["mvc"], swiftSettings: strictSettings),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,0 +1,201 @@
+// Damage and contention: corrupt and truncated packs, a lost index, a broken ref, a held lock, a
+// store from a newer mvc, left-overs of an interrupted commit. mvc must notice, say so in one
+// clear line, never hand out wrong bytes, and keep everything that is not damaged usable.
+
+import Foundation
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The pack file holding `needle` (raw objects are stored as they are), and where.
+private func packHolding(_ needle: Data, in sb: Sandbox) throws -> (path: String, range: Range<Int>) {
+    let dir = sb.path(".mvc/objects/pack")
+    for name in try FileManager.default.contentsOfDirectory(atPath: dir).sorted() where name.hasSuffix(".pack") {
+        let data = try sb.readAbsolute(dir + "/" + name)
+        if let r = data.range(of: needle) { return (dir + "/" + name, r) }
+    }
+    throw E2EError("no pack in '\(dir)' holds the \(needle.count) bytes")
+}
+
+/// Rewrites a (read-only) store file in place.
+private func overwrite(_ path: String, with data: Data) throws {
+    var st = stat()
+    _ = stat(path, &st)
+    chmod(path, 0o644)
+    defer { chmod(path, st.st_mode & 0o7777) }
+    try data.write(to: URL(fileURLWithPath: path))
+}
+
+/// Checks that the undamaged artifacts still check out byte-exact.
+private func expectCheckouts(_ sb: Sandbox, _ revisions: [(String, String)], sourceLocation: SourceLocation = #_sourceLocation) throws {
+    let out = sb.scratch + "/ok-\(UInt64.random(in: 0...UInt64.max))"
+    for (rev, file) in revisions {
+        try sb.mvcOK(["checkout", rev, "-o", out], sourceLocation: sourceLocation)
+        #expect(try sb.readAbsolute(out + "/" + file) == Fixtures.data(file), "\(rev)", sourceLocation: sourceLocation)
+    }
+}
+
+@Suite("Integrity: corruption, locks and format versions")
+struct IntegrityTests {
+    @Test("a flipped byte in a pack is caught by checkout, cat-object and fsck; nothing wrong is written")
+    func corruptPackByte() throws {
+        let p = try IrisProject.make(git: false)
+        let sb = p.sandbox
+        let csv = try Fixtures.data("data/iris.csv")
+        let blob = try sb.sha256(ofFile: Fixtures.path("data/iris.csv"))
+        let (pack, range) = try packHolding(csv, in: sb)
+        var bytes = try sb.readAbsolute(pack)
+        bytes[range.lowerBound + csv.count / 2] ^= 0x20
+        try overwrite(pack, with: bytes)
+
+        let out = sb.scratch + "/out"
+        let r = try sb.mvcFails(["checkout", "iris@v1", "-o", out], mentioning: "corrupt")
+        #expect(r.stderrLines.first?.contains(blob) == true, "the error names the object: \(r)")
+        #expect(!sb.existsAbsolute(out + "/data/iris.csv"), "corrupt bytes are never published")
+        #expect(sb.files(under: out).allSatisfy { $0 == "data/README.md" }, "no temp files left: \(sb.files(under: out))")
+
+        // In the work tree, with the file deleted, the same.
+        try sb.remove("data/iris.csv")
+        try sb.mvcFails(["checkout", "iris@v1"], mentioning: "corrupt")
+        #expect(!sb.exists("data/iris.csv"))
+        #expect(sb.files(under: sb.path("data")) == ["README.md"])
+
+        try sb.mvcFails(["cat-object", blob], mentioning: "corrupt")
+
+        let fsck = try sb.mvc("fsck")
+        #expect(fsck.status != 0, "\(fsck)")
+        #expect(fsck.stdout.contains(blob), "fsck names the corrupt object: \(fsck)")
+        #expect(fsck.stderrLines.first?.hasPrefix("error: ") == true, "\(fsck)")
+        let report = try #require(try? JSONDecoder().decode(FsckJSON.self, from: try sb.mvc("fsck", "--json").stdoutData))
+        #expect(report.problems.map(\.subject) == [blob], "exactly the damaged object: \(report.problems)")
+
+        // What is not damaged stays usable.
+        try expectCheckouts(sb, [("train-config@v1", "config/train.yaml"), ("iris-mlp@v1", "model/model.safetensors")])
+        #expect(try sb.json(ShowJSON.self, ["show", "iris"]).id == p.iris.id)
+        try sb.mvcOK("checkout", "iris@v1", "-o", sb.scratch + "/readme", "--", "data/README.md")
+    }
+
+    @Test("a truncated pack makes fsck fail and reads fail cleanly")
+    func truncatedPack() throws {
+        let p = try IrisProject.make(git: false)
+        let sb = p.sandbox
+        let csv = try Fixtures.data("data/iris.csv")
+        let (pack, range) = try packHolding(csv, in: sb)
+        let bytes = try sb.readAbsolute(pack)
+        try overwrite(pack, with: bytes.prefix(range.lowerBound + 100))
+
+        let fsck = try sb.mvc("fsck")
+        #expect(fsck.status != 0, "\(fsck)")
+        #expect(fsck.stdout.contains(try sb.sha256(ofFile: Fixtures.path("data/iris.csv"))), "\(fsck)")
+        #expect(fsck.stdout.contains(p.iris.id), "the commit after the cut is reported too: \(fsck)")
+        expectCleanError(fsck, mentioning: "problem")
+
+        try sb.mvcFails(["show", "iris"], mentioning: "truncated")
+        try sb.mvcFails(["checkout", "iris@v1", "-o", sb.scratch + "/out"], mentioning: "truncated")
+        #expect(!sb.existsAbsolute(sb.scratch + "/out/data/iris.csv"))
+        try expectCheckouts(sb, [("train-config@v1", "config/train.yaml"), ("iris-mlp@v1", "model/model.safetensors")])
+    }
+
+    @Test("a lost pack index shows up as missing objects")
+    func missingPackIndex() throws {
+        let p = try IrisProject.make(git: false)
+        let sb = p.sandbox
+        let (pack, _) = try packHolding(try Fixtures.data("data/iris.csv"), in: sb)
+        try FileManager.default.removeItem(atPath: String(pack.dropLast(5)) + ".idx")
+        try sb.mvcFails(["show", "iris"], mentioning: "missing")
+        let fsck = try sb.mvc("fsck")
+        #expect(fsck.status != 0 && fsck.stdout.contains("refs/artifacts/iris"), "\(fsck)")
+        try expectCheckouts(sb, [("train-config@v1", "config/train.yaml")])
+    }
+
+    @Test("a corrupt ref is reported, and other artifacts still work")
+    func corruptRef() throws {
+        let p = try IrisProject.make(git: false)
+        let sb = p.sandbox
+        try sb.write(".mvc/refs/artifacts/iris", "not a hash\n")
+        try sb.mvcFails(["show", "iris"], mentioning: "corrupt")
+        try sb.mvcFails(["commit", "data", "--name", "iris"], mentioning: "corrupt")
+        let fsck = try sb.mvc("fsck")
+        #expect(fsck.status != 0 && fsck.stdout.contains("refs/artifacts/iris"), "\(fsck)")
+        try expectCheckouts(sb, [("train-config@v1", "config/train.yaml")])
+        // The ref's log says where it pointed: restoring it by hand makes the store whole again.
+        try sb.write(".mvc/refs/artifacts/iris", p.iris.id + "\n")
+        try p.expectIntact()
+    }
+
+    @Test("a held ref lock makes commit fail with 'locked'; after removing it the commit works")
+    func heldLock() throws {
+        let p = try IrisProject.make(git: false)
+        let sb = p.sandbox
+        let lock = sb.path(".mvc/refs/artifacts/iris.lock")
+        try sb.writeAbsolute(lock, Data())
+        let v2bytes = try Fixtures.data("data/iris.csv") + Data("6.1,2.8,4.0,1.3,versicolor\n".utf8)
+        try sb.write("data/iris.csv", v2bytes)
+
+        let r = try sb.mvcFails(["commit", "data", "--name", "iris"], mentioning: "locked")
+        #expect(r.stderr.contains("iris.lock"), "the error names the lock file: \(r)")
+        #expect(sb.existsAbsolute(lock), "someone else's lock is not removed")
+        #expect(try sb.json([LogEntryJSON].self, ["log", "iris"]).map(\.version) == [1])
+        #expect(try sb.json([ArtifactJSON].self, ["artifacts"]).map(\.name) == ["iris", "iris-mlp", "train-config"],
+                "a lock file is not an artifact")
+        #expect(try sb.read("data/iris.csv") == v2bytes, "the work tree is untouched")
+        // Other artifacts can still be committed meanwhile.
+        try sb.write("config/train.yaml", try Fixtures.data("config/train.yaml") + Data("seed: 7\n".utf8))
+        #expect(try sb.commit("config/train.yaml", "--name", "train-config").version == 2)
+
+        try FileManager.default.removeItem(atPath: lock)
+        let v2 = try sb.commit("data", "--name", "iris")
+        #expect(v2.version == 2 && !v2.unchanged)
+        let out = sb.scratch + "/v2"
+        try sb.mvcOK("checkout", "iris@v2", "-o", out)
+        #expect(try sb.readAbsolute(out + "/data/iris.csv") == v2bytes)
+        try sb.mvcOK("checkout", "iris@v1", "--force")
+        try p.expectIntact()
+    }
+
+    @Test("a store with an unknown format version is refused by every command, untouched")
+    func unknownFormatVersion() throws {
+        let p = try IrisProject.make(git: false)
+        let sb = p.sandbox
+        let original = try sb.read(".mvc/config")
+        let text = String(decoding: original, as: UTF8.self)
+        try #require(text.contains("formatVersion = 1\n"), "unexpected config:\n\(text)")
+        let newer = Data(text.replacingOccurrences(of: "formatVersion = 1\n", with: "formatVersion = 99\n").utf8)
+        try sb.write(".mvc/config", newer)
+        let before = storeListing(sb)
+        try sb.write("data/iris.csv", "changed\n")
+
+        for args in [["status"], ["log", "iris"], ["show", "iris"], ["ls", "iris"], ["lineage", "iris"],
+                     ["lineage", "iris", "--down"], ["artifacts"], ["fsck"], ["cat-object", p.iris.id],
+                     ["checkout", "iris@v1", "-o", sb.scratch + "/out"], ["checkout", "iris@v1", "--force"],
+                     ["commit", "data", "--name", "iris"], ["commit", "config/train.yaml", "--name", "new-config"]] {
+            let r = try sb.mvcFails(args, mentioning: "format version")
+            #expect(r.stderrLines.first?.contains("99") == true, "\(r)")
+        }
+        #expect(try sb.read(".mvc/config") == newer, "the config is left as it is")
+        #expect(storeListing(sb) == before, "nothing in the store changed")
+        #expect(try sb.read("data/iris.csv") == Data("changed\n".utf8), "nothing in the work tree changed")
+        #expect(!sb.existsAbsolute(sb.scratch + "/out"))
+
+        try sb.write(".mvc/config", original)
+        try sb.mvcOK("checkout", "iris@v1", "--force")
+        try p.expectIntact()
+    }
+
+    @Test("left-overs of an interrupted commit are ignored")
+    func interruptedCommitLeftovers() throws {
+        let p = try IrisProject.make(git: false)
+        let sb = p.sandbox
+        // A half-written pack (never renamed into place) and a half-written index.
+        try sb.write(".mvc/objects/pack/tmp-4242-1234.pack", Data("MVCPACK1".utf8) + Data(repeating: 0xAB, count: 1000))
+        try sb.write(".mvc/objects/pack/pack-\(String(repeating: "ab", count: 32)).idx.tmp-4242-99", Data("MVCIDX01".utf8))
+        try p.expectIntact()
+        #expect(try sb.json([ArtifactJSON].self, ["artifacts"]).map(\.name) == ["iris", "iris-mlp", "train-config"])
+        try sb.write("data/iris.csv", "sepal\n1\n")
+        #expect(try sb.commit("data", "--name", "iris").version == 2)
+        #expect(try sb.mvc("fsck").status == 0)
+    }
+}
+
+private func storeListing(_ sb: Sandbox) -> [String] { sb.files(under: sb.path(".mvc")) }
