@@ -19,8 +19,12 @@ public final class ObjectStore: Sendable {
     }
     private let packs = Mutex<PackList?>(nil)
 
-    init(directory: String) {
+    /// fsync objects before refs may point at them (`core.fsync`).
+    let durable: Bool
+
+    init(directory: String, durable: Bool = true) {
         self.directory = directory
+        self.durable = durable
         packDirectory = joinPath(directory, "pack")
     }
 
@@ -240,44 +244,72 @@ public final class ObjectStore: Sendable {
         return out
     }
 
-    /// Writes one loose raw object (temp file + rename); not synced: the caller batches syncs.
-    func writeLoose(_ id: ObjectID, _ bytes: [UInt8]) throws(MVCError) -> String? {
-        if try contains(id) { return nil }
-        let path = loosePath(id, kind: .raw)
+    /// Writes one loose record (temp file + rename) unless the object is stored; returns the path
+    /// written. Not synced: the caller syncs the files and their directories together.
+    func writeLoose(_ id: ObjectID, _ bytes: [UInt8], kind: StorageKind = .raw) throws(MVCError) -> String? {
+        if try contains(id, refresh: false) { return nil }
+        let path = loosePath(id, kind: kind)
         try FileIO.mkdirs(parentPath(path))
         try FileIO.writeFileAtomically(path, bytes, sync: false)
         return path
     }
 }
 
-/// The objects of one operation (a commit): written into one new pack, then made durable together
-/// with a single sync before any ref points at them.
+/// The objects of one operation (a commit, a stage move), made durable together with one sync
+/// before any ref points at them.
+///
+/// Small batches (a config file, a stage move: a few objects, under 1 MiB) are written as loose
+/// files; a batch that grows past `looseLimit` objects or bytes becomes one new pack. So the number
+/// of packs grows with large commits only, and lookups stay cheap.
 public final class ObjectBatch {
     let store: ObjectStore
     private var writer: PackWriter?
+    private var pending: [(id: ObjectID, kind: StorageKind, bytes: [UInt8])] = []
+    private var pendingIndex: [ObjectID: Int] = [:]
+    private var pendingBytes = 0
     private(set) var newBytes: UInt64 = 0
     private(set) var newObjects = 0
+
+    static let looseLimit = (objects: 64, bytes: 1 << 20)
 
     init(store: ObjectStore) { self.store = store }
 
     private func packWriter() throws(MVCError) -> PackWriter {
         if let writer { return writer }
-        let w = try PackWriter(directory: store.packDirectory)
+        let w = try PackWriter(directory: store.packDirectory, durable: store.durable)
+        for p in pending {
+            var failure: MVCError?
+            p.bytes.withUnsafeBytes { b in
+                do throws(MVCError) { try w.append(p.id, kind: p.kind, b) } catch { failure = error }
+            }
+            if let failure { throw failure }
+        }
+        pending = []; pendingIndex = [:]; pendingBytes = 0
         writer = w
         return w
     }
 
     /// True if the store or this batch already holds the object.
     func contains(_ id: ObjectID) throws(MVCError) -> Bool {
-        if writer?.contains(id) == true { return true }
+        if writer?.contains(id) == true || pendingIndex[id] != nil { return true }
         return try store.contains(id, refresh: false)
+    }
+
+    private func add(_ id: ObjectID, kind: StorageKind, _ bytes: UnsafeRawBufferPointer) throws(MVCError) {
+        if writer == nil && pending.count < ObjectBatch.looseLimit.objects && pendingBytes + bytes.count <= ObjectBatch.looseLimit.bytes {
+            pendingIndex[id] = pending.count
+            pending.append((id, kind, Array(bytes)))
+            pendingBytes += bytes.count
+        } else {
+            try packWriter().append(id, kind: kind, bytes)
+        }
+        newBytes += UInt64(bytes.count); newObjects += 1
     }
 
     /// Adds a raw object unless it is already stored.
     func putRaw(_ id: ObjectID, _ bytes: UnsafeRawBufferPointer) throws(MVCError) {
         if try contains(id) { return }
-        try packWriter().append(id, kind: .raw, bytes)
-        newBytes += UInt64(bytes.count); newObjects += 1
+        try add(id, kind: .raw, bytes)
     }
 
     func putRaw(_ bytes: [UInt8]) throws(MVCError) -> ObjectID {
@@ -295,10 +327,9 @@ public final class ObjectBatch {
         let bytes = list.encoded()
         var failure: MVCError?
         bytes.withUnsafeBytes { b in
-            do throws(MVCError) { try packWriter().append(id, kind: .chunks, b) } catch { failure = error }
+            do throws(MVCError) { try add(id, kind: .chunks, b) } catch { failure = error }
         }
         if let failure { throw failure }
-        newBytes += UInt64(bytes.count); newObjects += 1
     }
 
     public func put(_ tree: Tree) throws(MVCError) -> ObjectID { try putRaw(tree.encoded()) }
@@ -306,17 +337,32 @@ public final class ObjectBatch {
 
     /// Reads an object of this batch or the store (trees and commits written earlier in the batch).
     func readRaw(_ id: ObjectID) throws(MVCError) -> [UInt8] {
+        if let i = pendingIndex[id] { return pending[i].bytes }
         if let w = writer, let e = w.entry(id) { return try w.readBack(e) }
         return try store.read(id)
     }
 
-    /// Makes every object durable (fsync of the pack and its index, then of the directory).
-    /// After this returns, a ref may point at them.
+    /// Makes every object durable: the pack (fsync of pack, index and directory), or each loose
+    /// file and then each directory it went into. After this returns, a ref may point at them.
     public func commit() throws(MVCError) {
         if let w = writer {
             _ = try w.finish()
             writer = nil
             try store.refreshPacks(force: true)
+            return
         }
+        var directories = Set<String>()
+        for p in pending {
+            guard let path = try store.writeLoose(p.id, p.bytes, kind: p.kind) else { continue }
+            if store.durable {
+                let fd = try FileIO.openRead(path)
+                defer { close(fd) }
+                try FileIO.fsync(fd, path: path)
+                directories.insert(parentPath(path))
+            }
+        }
+        for d in directories.sorted() { try FileIO.fsyncDirectory(d) }
+        if !directories.isEmpty { try FileIO.fsyncDirectory(store.directory) }
+        pending = []; pendingIndex = [:]; pendingBytes = 0
     }
 }

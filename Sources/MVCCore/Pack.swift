@@ -166,8 +166,11 @@ final class PackWriter {
     private var buffer: [UInt8] = []
     private(set) var bytesWritten: UInt64 = 0
 
-    init(directory: String) throws(MVCError) {
+    private let durable: Bool
+
+    init(directory: String, durable: Bool = true) throws(MVCError) {
         self.directory = directory
+        self.durable = durable
         try FileIO.mkdirs(directory)
         tmpPack = joinPath(directory, "tmp-\(getpid())-\(UInt64.random(in: 0...UInt64.max)).pack")
         fd = try FileIO.createExclusive(tmpPack, mode: 0o444)
@@ -202,7 +205,7 @@ final class PackWriter {
     /// every 32 MiB: the disk works while we hash, and the final fsync has little left to do.
     private var writebackFrom: UInt64 = 0
     private func startWriteback() {
-        guard offset - writebackFrom >= 32 << 20 else { return }
+        guard durable, offset - writebackFrom >= 32 << 20 else { return }
         #if os(Linux)
         _ = mvc_sync_file_range(fd, Int64(writebackFrom), Int64(offset - writebackFrom), UInt32(MVC_SYNC_FILE_RANGE_WRITE))
         #endif
@@ -235,12 +238,12 @@ final class PackWriter {
         let name = ObjectID.hash(idx).hex
         idx.append(contentsOf: ObjectID(hex: name)!.bytes)
 
-        try FileIO.fsync(fd, path: tmpPack)
+        if durable { try FileIO.fsync(fd, path: tmpPack) }
         let packPath = joinPath(directory, "pack-\(name).pack")
         let idxPath = joinPath(directory, "pack-\(name).idx")
         try FileIO.rename(tmpPack, packPath)
-        try FileIO.writeFileAtomically(idxPath, idx, sync: true)
-        try FileIO.fsyncDirectory(directory)
+        try FileIO.writeFileAtomically(idxPath, idx, sync: durable)
+        if durable { try FileIO.fsyncDirectory(directory) }
         return name
     }
 }

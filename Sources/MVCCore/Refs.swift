@@ -39,8 +39,13 @@ public struct RefLogEntry: Sendable, Equatable, Codable {
 /// `.mvc/logs/<ref>`. Updates are compare-and-swap under `<ref>.lock`, as git does them.
 public final class RefStore: Sendable {
     let storeDirectory: String
+    /// fsync ref values, logs and directories (`core.fsync`).
+    let durable: Bool
 
-    init(storeDirectory: String) { self.storeDirectory = storeDirectory }
+    init(storeDirectory: String, durable: Bool = true) {
+        self.storeDirectory = storeDirectory
+        self.durable = durable
+    }
 
     func path(_ ref: String) -> String { joinPath(storeDirectory, ref) }
     func logPath(_ ref: String) -> String { joinPath(joinPath(storeDirectory, "logs"), ref) }
@@ -87,7 +92,7 @@ public final class RefStore: Sendable {
         let entry = RefLogEntry(old: current, new: new, actor: actor, message: message)
         if let new {
             try FileIO.writeAll(fd, Array("\(new.hex)\n".utf8), path: lock)
-            try FileIO.fsync(fd, path: lock)
+            if durable { try FileIO.fsync(fd, path: lock) }
             try appendLog(ref, entry)
             try FileIO.rename(lock, p)
             published = true
@@ -95,7 +100,7 @@ public final class RefStore: Sendable {
             try appendLog(ref, entry)
             FileIO.unlink(p)
         }
-        try FileIO.fsyncDirectory(parentPath(p))
+        if durable { try FileIO.fsyncDirectory(parentPath(p)) }
     }
 
     private func appendLog(_ ref: String, _ entry: RefLogEntry) throws(MVCError) {
@@ -105,7 +110,7 @@ public final class RefStore: Sendable {
         if fd < 0 { throw .io("open log", path: lp, errno: errno) }
         defer { close(fd) }
         try FileIO.writeAll(fd, entry.encoded(), path: lp)
-        try FileIO.fsync(fd, path: lp)
+        if durable { try FileIO.fsync(fd, path: lp) }
     }
 
     /// A ref named `a/b` cannot coexist with a ref `a` (one would be a file, the other a directory).

@@ -12,11 +12,14 @@ public struct StoreConfig: Sendable, Equatable {
     public var chunking: ChunkerParameters
     public var userName: String?
     public var userEmail: String?
+    /// `core.fsync`: false skips every fsync (benchmarks and tests on throwaway stores only; a
+    /// crash may then lose or tear recent objects and refs). Default true.
+    public var fsync: Bool
 
     public init(formatVersion: Int = StoreConfig.currentFormatVersion, chunking: ChunkerParameters = .standard,
-                userName: String? = nil, userEmail: String? = nil) {
+                userName: String? = nil, userEmail: String? = nil, fsync: Bool = true) {
         self.formatVersion = formatVersion; self.chunking = chunking
-        self.userName = userName; self.userEmail = userEmail
+        self.userName = userName; self.userEmail = userEmail; self.fsync = fsync
     }
 
     func encoded() -> [UInt8] {
@@ -67,7 +70,12 @@ public struct StoreConfig: Sendable, Equatable {
         }
         let chunking = ChunkerParameters(min: try int("chunking.min"), avg: try int("chunking.avg"), max: try int("chunking.max"))
         try chunking.validate()
-        return StoreConfig(formatVersion: version, chunking: chunking, userName: values["user.name"], userEmail: values["user.email"])
+        var fsync = true
+        if let v = values["core.fsync"] {
+            guard v == "true" || v == "false" else { throw MVCError(.badConfig, "'core.fsync' in '\(path)' must be true or false, not '\(v)'") }
+            fsync = v == "true"
+        }
+        return StoreConfig(formatVersion: version, chunking: chunking, userName: values["user.name"], userEmail: values["user.email"], fsync: fsync)
     }
 }
 
@@ -94,8 +102,8 @@ public final class Repository: Sendable {
         self.workTree = workTree
         storeDirectory = joinPath(workTree, Repository.directoryName)
         self.config = config
-        objects = ObjectStore(directory: joinPath(storeDirectory, "objects"))
-        refs = RefStore(storeDirectory: storeDirectory)
+        objects = ObjectStore(directory: joinPath(storeDirectory, "objects"), durable: config.fsync)
+        refs = RefStore(storeDirectory: storeDirectory, durable: config.fsync)
     }
 
     /// Creates a store in `directory` (which must exist).

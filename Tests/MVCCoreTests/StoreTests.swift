@@ -4,13 +4,13 @@ import Testing
 
 @Suite("Object store: packs, loose objects, chunk lists")
 struct StoreTests {
-    @Test("a batch becomes a pack whose objects read back verified, by id and by prefix")
+    @Test("a large batch becomes a pack whose objects read back verified, by id and by prefix")
     func packRoundTrip() throws {
         let dir = TempDir()
         let repo = try Repository.initialize(at: dir.path)
         let batch = repo.newBatch()
         var ids: [ObjectID] = []
-        for i in 0..<50 { ids.append(try batch.putRaw(noise(100 + i, seed: UInt64(i + 1)))) }
+        for i in 0..<(ObjectBatch.looseLimit.objects + 10) { ids.append(try batch.putRaw(noise(100 + i, seed: UInt64(i + 1)))) }
         #expect(try !repo.objects.contains(ids[0]), "objects are invisible until the batch commits")
         try batch.commit()
         for (i, id) in ids.enumerated() {
@@ -20,6 +20,20 @@ struct StoreTests {
         let packs = try FileManager.default.contentsOfDirectory(atPath: repo.objects.packDirectory)
         #expect(packs.filter { $0.hasSuffix(".pack") }.count == 1)
         #expect(packs.filter { $0.hasPrefix("tmp-") }.isEmpty)
+    }
+
+    @Test("a small batch is written as loose objects, not a pack")
+    func smallBatchIsLoose() throws {
+        let dir = TempDir()
+        let repo = try Repository.initialize(at: dir.path)
+        let batch = repo.newBatch()
+        let ids = try (0..<3).map { (i: Int) throws -> ObjectID in try batch.putRaw(noise(50, seed: UInt64(i + 1))) }
+        try batch.commit()
+        #expect(try FileManager.default.contentsOfDirectory(atPath: repo.objects.packDirectory).isEmpty)
+        for id in ids {
+            #expect(FileManager.default.fileExists(atPath: repo.objects.loosePath(id, kind: .raw)))
+            #expect(try repo.objects.read(id).count == 50)
+        }
     }
 
     @Test("an abandoned batch leaves no pack and no temp file")
@@ -39,11 +53,13 @@ struct StoreTests {
         let repo = try Repository.initialize(at: dir.path)
         let batch = repo.newBatch()
         let id = try batch.putRaw(Array("hello, weights".utf8))
+        for i in 0..<ObjectBatch.looseLimit.objects { _ = try batch.putRaw(noise(64, seed: UInt64(i + 100))) }   // enough for a pack
         try batch.commit()
         let pack = try FileManager.default.contentsOfDirectory(atPath: repo.objects.packDirectory).first { $0.hasSuffix(".pack") }!
         let path = repo.objects.packDirectory + "/" + pack
         var bytes = [UInt8](FileManager.default.contents(atPath: path)!)
-        bytes[bytes.count - 1] ^= 0x01
+        let entry = try #require(try repo.objects.loadedPacks().first?.find(id))
+        bytes[Int(entry.offset)] ^= 0x01
         chmod(path, 0o644)
         _ = FileManager.default.createFile(atPath: path, contents: Data(bytes))
         let fresh = try Repository.open(at: dir.path)
