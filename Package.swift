@@ -16,6 +16,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
         // OpenSSL's libcrypto (Debian `libssl-dev`): SHA-256 with the CPU's SHA instructions.
@@ -27,7 +28,7 @@ let package = Package(
         // The object model, store, refs and operations. Knows nothing of git's libraries.
         .target(
             name: "MVCCore",
-            dependencies: ["CMVCCrypto"],
+            dependencies: ["CMVCCrypto", .product(name: "Yams", package: "Yams")],
             swiftSettings: strictSettings
         ),
         // What training code gets with `import MVC`.

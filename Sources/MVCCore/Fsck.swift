@@ -95,8 +95,57 @@ extension Repository {
                         report(tagRef, "points at a commit of '\(c.artifact)'")
                     }
                 }
+                try checkStagesAndAnnotations(name)
             } catch {
                 report(ref, error.message)
+            }
+        }
+
+        /// Stage refs point at move chains; annotation refs at annotation chains. Every link must be
+        /// stored, canonical, of this artifact, with sequence numbers counting down to 1.
+        func checkStagesAndAnnotations(_ name: String) throws(MVCError) {
+            for stage in try refs.list("refs/stages/\(name)") where !stage.contains("/") {
+                let ref = Repository.stageRef(name, stage)
+                refsChecked += 1
+                var cursor = try refs.read(ref)
+                var expected: Int?
+                while let id = cursor {
+                    do throws(MVCError) {
+                        let m = try objects.readMove(id)
+                        if m.artifact != name || m.stage != stage { report(id.hex, "move in the chain of \(ref) is for \(m.artifact)@\(m.stage)") }
+                        if let e = expected, m.sequence != e { report(id.hex, "move \(m.sequence) of \(ref) follows move \(e + 1)") }
+                        expected = m.sequence - 1
+                        if let c = m.commit {
+                            checkCommit(c, from: ref)
+                            if let cc = try? objects.readCommit(c), cc.artifact != name { report(id.hex, "move of \(ref) names a commit of '\(cc.artifact)'") }
+                        }
+                        cursor = m.previous
+                    } catch {
+                        report(id.hex, "stage move reachable from \(ref): \(error.message)")
+                        cursor = nil
+                    }
+                }
+                for e in try refs.log(ref) {
+                    for target in [e.old, e.new].compactMap({ $0 }) where !ids.contains(target) {
+                        if try !objects.contains(target) { report("logs/\(ref)", "entry of \(e.actor.time) names missing move \(target.hex)") }
+                    }
+                }
+            }
+            for hex in try refs.list("refs/annotations/\(name)") where !hex.contains("/") {
+                let ref = "refs/annotations/\(name)/\(hex)"
+                refsChecked += 1
+                var cursor = try refs.read(ref)
+                while let id = cursor {
+                    do throws(MVCError) {
+                        let a = try objects.readAnnotation(id)
+                        if a.target.hex != hex || a.artifact != name { report(id.hex, "annotation in \(ref) is for \(a.artifact) \(a.target.short)") }
+                        checkCommit(a.target, from: ref)
+                        cursor = a.previous
+                    } catch {
+                        report(id.hex, "annotation reachable from \(ref): \(error.message)")
+                        cursor = nil
+                    }
+                }
             }
         }
         return FsckReport(objectsChecked: ids.count, refsChecked: refsChecked, problems: problems)

@@ -1,6 +1,6 @@
 /// The kinds of framed objects. Blobs are not framed: a blob's id is SHA-256 of the file's bytes.
 public enum ObjectKind: String, Sendable, Codable, CaseIterable {
-    case tree, commit
+    case tree, commit, move, annotation
 }
 
 /// Framing: `<kind> <decimal body length>\0<body>`. The id of a framed object is SHA-256 of the

@@ -1,5 +1,6 @@
-/// Resolving revisions: `NAME`, `NAME@vN`, `NAME@SEMVER`, `NAME@latest`, `NAME@<id prefix>`, or a
-/// full or unique-prefix hex id (at least 4 digits).
+/// Resolving revisions: `NAME`, `NAME@vN`, `NAME@SEMVER`, `NAME@latest`, `NAME@STAGE`,
+/// `NAME@STAGE~K` (what the stage held K moves ago), `NAME@<id prefix>`, or a full or
+/// unique-prefix hex id (at least 4 digits).
 extension Repository {
     /// The commit a revision names.
     public func resolve(_ revision: String) throws(MVCError) -> ObjectID {
@@ -22,6 +23,21 @@ extension Repository {
                 }
                 throw unknown("'\(name)' has no version v\(n)")
             }
+            // NAME@STAGE and NAME@STAGE~K (the value K moves ago), before hex: a stage may be named 'cafe'.
+            let stagePart = rev.split(separator: "~", maxSplits: 1, omittingEmptySubsequences: false)
+            if (try? Stages.validate(String(stagePart[0]))) != nil {
+                let stage = String(stagePart[0])
+                var back = 0
+                if stagePart.count == 2 {
+                    guard let k = Int(stagePart[1]), k >= 0 else { throw unknown("'~\(stagePart[1])' is not a number of moves") }
+                    back = k
+                }
+                var isStage = try refs.read(Repository.stageRef(name, stage)) != nil
+                if !isStage { isStage = try policy().stages.contains(stage) }
+                if isStage {
+                    return try stageCommit(name, stage, back: back)
+                }
+            }
             if Names.isSemverLike(rev) {
                 if let id = try refs.read(Repository.tagRef(name, rev)) { return id }
                 throw unknown("'\(name)' has no version tagged \(rev)")
@@ -32,7 +48,7 @@ extension Repository {
                 guard c.artifact == name else { throw unknown("\(id.short) is a commit of '\(c.artifact)', not of '\(name)'") }
                 return id
             }
-            throw unknown("'\(rev)' is not a version (v3), a semantic version (1.4.0) or an id")
+            throw unknown("'\(rev)' is not a version (v3), a semantic version (1.4.0), a stage or an id")
         }
         if let id = ObjectID(hex: revision) {
             guard try objects.contains(id) else { throw unknown("no such object") }

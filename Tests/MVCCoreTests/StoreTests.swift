@@ -53,9 +53,9 @@ struct StoreTests {
         let repo = try Repository.initialize(at: dir.path)
         let batch = repo.newBatch()
         let id = try batch.putRaw(Array("hello, weights".utf8))
-        for i in 0..<ObjectBatch.looseLimit.objects { _ = try batch.putRaw(noise(64, seed: UInt64(i + 100))) }   // enough for a pack
+        for i in 0..<ObjectBatch.looseLimit.objects { _ = try batch.putRaw(noise(64 + i, seed: 7)) }   // enough for a pack
         try batch.commit()
-        let pack = try FileManager.default.contentsOfDirectory(atPath: repo.objects.packDirectory).first { $0.hasSuffix(".pack") }!
+        let pack = try #require(try FileManager.default.contentsOfDirectory(atPath: repo.objects.packDirectory).first { $0.hasSuffix(".pack") })
         let path = repo.objects.packDirectory + "/" + pack
         var bytes = [UInt8](FileManager.default.contents(atPath: path)!)
         let entry = try #require(try repo.objects.loadedPacks().first?.find(id))

@@ -18,6 +18,27 @@ private func packHolding(_ needle: Data, in sb: Sandbox) throws -> (path: String
     throw E2EError("no pack in '\(dir)' holds the \(needle.count) bytes")
 }
 
+/// The store file (a loose object or a pack) holding `needle`, and where: small commits are
+/// stored loose, large ones in a pack.
+private func storeFileHolding(_ needle: Data, in sb: Sandbox) throws -> (path: String, range: Range<Int>) {
+    let objects = sb.path(".mvc/objects")
+    for shard in try FileManager.default.contentsOfDirectory(atPath: objects).sorted() where shard.count == 2 {
+        for name in try FileManager.default.contentsOfDirectory(atPath: objects + "/" + shard).sorted() {
+            let data = try sb.readAbsolute(objects + "/" + shard + "/" + name)
+            if let r = data.range(of: needle) { return (objects + "/" + shard + "/" + name, r) }
+        }
+    }
+    return try packHolding(needle, in: sb)
+}
+
+/// Commits 100 small files as artifact `bulk` (more than a small batch, so they go into a pack)
+/// and returns one file's bytes.
+private func commitBulk(_ sb: Sandbox) throws -> Data {
+    for i in 0..<100 { try sb.write("bulk/f\(i).txt", "bulk file \(i) " + String(repeating: "x", count: i * 7) + "\n") }
+    try sb.mvcOK("commit", "bulk", "--name", "bulk", "--kind", "dataset")
+    return try sb.read("bulk/f50.txt")
+}
+
 /// Rewrites a (read-only) store file in place.
 private func overwrite(_ path: String, with data: Data) throws {
     var st = stat()
@@ -44,10 +65,10 @@ struct IntegrityTests {
         let sb = p.sandbox
         let csv = try Fixtures.data("data/iris.csv")
         let blob = try sb.sha256(ofFile: Fixtures.path("data/iris.csv"))
-        let (pack, range) = try packHolding(csv, in: sb)
-        var bytes = try sb.readAbsolute(pack)
+        let (file, range) = try storeFileHolding(csv, in: sb)
+        var bytes = try sb.readAbsolute(file)
         bytes[range.lowerBound + csv.count / 2] ^= 0x20
-        try overwrite(pack, with: bytes)
+        try overwrite(file, with: bytes)
 
         let out = sb.scratch + "/out"
         let r = try sb.mvcFails(["checkout", "iris@v1", "-o", out], mentioning: "corrupt")
@@ -80,20 +101,20 @@ struct IntegrityTests {
     func truncatedPack() throws {
         let p = try IrisProject.make(git: false)
         let sb = p.sandbox
-        let csv = try Fixtures.data("data/iris.csv")
-        let (pack, range) = try packHolding(csv, in: sb)
+        let needle = try commitBulk(sb)
+        let (pack, range) = try packHolding(needle, in: sb)
         let bytes = try sb.readAbsolute(pack)
-        try overwrite(pack, with: bytes.prefix(range.lowerBound + 100))
+        try overwrite(pack, with: bytes.prefix(range.lowerBound + 5))
 
         let fsck = try sb.mvc("fsck")
         #expect(fsck.status != 0, "\(fsck)")
-        #expect(fsck.stdout.contains(try sb.sha256(ofFile: Fixtures.path("data/iris.csv"))), "\(fsck)")
-        #expect(fsck.stdout.contains(p.iris.id), "the commit after the cut is reported too: \(fsck)")
+        #expect(fsck.stdout.contains(try sb.sha256(ofFile: sb.path("bulk/f50.txt"))), "\(fsck)")
+        #expect(fsck.stdout.contains("refs/artifacts/bulk"), "the commit after the cut is reported too: \(fsck)")
         expectCleanError(fsck, mentioning: "problem")
 
-        try sb.mvcFails(["show", "iris"], mentioning: "truncated")
-        try sb.mvcFails(["checkout", "iris@v1", "-o", sb.scratch + "/out"], mentioning: "truncated")
-        #expect(!sb.existsAbsolute(sb.scratch + "/out/data/iris.csv"))
+        try sb.mvcFails(["show", "bulk"], mentioning: "truncated")
+        try sb.mvcFails(["checkout", "bulk@v1", "-o", sb.scratch + "/out"], mentioning: "truncated")
+        #expect(!sb.existsAbsolute(sb.scratch + "/out/bulk/f99.txt"))
         try expectCheckouts(sb, [("train-config@v1", "config/train.yaml"), ("iris-mlp@v1", "model/model.safetensors")])
     }
 
@@ -101,11 +122,11 @@ struct IntegrityTests {
     func missingPackIndex() throws {
         let p = try IrisProject.make(git: false)
         let sb = p.sandbox
-        let (pack, _) = try packHolding(try Fixtures.data("data/iris.csv"), in: sb)
+        let (pack, _) = try packHolding(try commitBulk(sb), in: sb)
         try FileManager.default.removeItem(atPath: String(pack.dropLast(5)) + ".idx")
-        try sb.mvcFails(["show", "iris"], mentioning: "missing")
+        try sb.mvcFails(["show", "bulk"], mentioning: "missing")
         let fsck = try sb.mvc("fsck")
-        #expect(fsck.status != 0 && fsck.stdout.contains("refs/artifacts/iris"), "\(fsck)")
+        #expect(fsck.status != 0 && fsck.stdout.contains("refs/artifacts/bulk"), "\(fsck)")
         try expectCheckouts(sb, [("train-config@v1", "config/train.yaml")])
     }
 

@@ -90,7 +90,8 @@ struct RunResult: CustomStringConvertible {
     var status: Int32
     var stdoutData: Data
     var stderrData: Data
-    /// The child's peak resident set size in KiB (wait4's ru_maxrss).
+    /// The child's peak resident set size in KiB: what mvc reports itself (`MVC_REPORT_PEAK_RSS`),
+    /// else wait4's ru_maxrss.
     var maxRSSKiB: Int
     /// Our own resident set size in KiB just before the spawn. The child's ru_maxrss can never be
     /// below it (see `Spawn.run`), so it says how much of `maxRSSKiB` may not be the child's.
@@ -172,10 +173,21 @@ enum Spawn {
         }
         let signal = status & 0x7f
         let exit = signal == 0 ? (status >> 8) & 0xff : 128 + signal
+        // mvc run with MVC_REPORT_PEAK_RSS=1 reports its own VmHWM, free of the accounting above;
+        // prefer it, and take the line out of stderr.
+        var stderrData = try Data(contentsOf: URL(fileURLWithPath: errPath))
+        var maxRSS = usage.ru_maxrss
+        var lines = String(decoding: stderrData, as: UTF8.self).components(separatedBy: "\n")
+        if let i = lines.lastIndex(where: { $0.hasPrefix("mvc: peak RSS ") && $0.hasSuffix(" KiB") }),
+           let kib = Int(lines[i].dropFirst("mvc: peak RSS ".count).dropLast(" KiB".count)) {
+            maxRSS = kib
+            lines.remove(at: i)
+            stderrData = Data(lines.joined(separator: "\n").utf8)
+        }
         return RunResult(command: [executable] + arguments, status: exit,
                          stdoutData: try Data(contentsOf: URL(fileURLWithPath: outPath)),
-                         stderrData: try Data(contentsOf: URL(fileURLWithPath: errPath)),
-                         maxRSSKiB: usage.ru_maxrss, parentRSSKiB: parentRSS)
+                         stderrData: stderrData,
+                         maxRSSKiB: maxRSS, parentRSSKiB: parentRSS)
     }
 
     /// Resets this process's peak RSS to its current RSS (Linux 4.0+); best effort.
@@ -347,6 +359,7 @@ final class Sandbox {
             "MVC_AUTHOR_NAME": Sandbox.authorName,
             "MVC_AUTHOR_EMAIL": Sandbox.authorEmail,
             "MVC_AUTHOR_DATE": Sandbox.authorDate,
+            "MVC_REPORT_PEAK_RSS": "1",
         ]
         for (k, v) in extra { env[k] = v }
         return env
