@@ -25,16 +25,28 @@ let package = Package(
             pkgConfig: "libcrypto",
             providers: [.apt(["libssl-dev"])]
         ),
+        // libgit2 (Debian `libgit2-dev`), for the git mirror.
+        .systemLibrary(
+            name: "CLibGit2",
+            pkgConfig: "libgit2",
+            providers: [.apt(["libgit2-dev"])]
+        ),
         // The object model, store, refs and operations. Knows nothing of git's libraries.
         .target(
             name: "MVCCore",
             dependencies: ["CMVCCrypto", .product(name: "Yams", package: "Yams")],
             swiftSettings: strictSettings
         ),
+        // The git mirror (libgit2) and git hooks.
+        .target(
+            name: "MVCGit",
+            dependencies: ["MVCCore", "CLibGit2"],
+            swiftSettings: strictSettings
+        ),
         // What training code gets with `import MVC`.
         .target(
             name: "MVC",
-            dependencies: ["MVCCore"],
+            dependencies: ["MVCCore", "MVCGit"],
             swiftSettings: strictSettings
         ),
         .executableTarget(

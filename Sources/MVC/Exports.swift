@@ -1,1 +1,2 @@
 @_exported import MVCCore
+@_exported import MVCGit

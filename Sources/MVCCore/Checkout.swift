@@ -15,6 +15,8 @@ public struct CheckoutResult: Sendable, Codable, Equatable {
     /// Files in a committed directory that are not in the store, left in place.
     public var kept: [String]
     public var bytesWritten: UInt64
+    /// Problems after the files were written (e.g. `mvc.lock` not writable).
+    public var warnings: [String] = []
 }
 
 extension Repository {
@@ -89,6 +91,13 @@ extension Repository {
                 conflicts.append(f.path)
             }
         }
+        var missing: [FileEntry] = []
+        for f in toWrite where try !objects.contains(f.id) { missing.append(f) }
+        if !missing.isEmpty {
+            let list = missing.prefix(5).map { "'\($0.path)' (\($0.id.short))" }.joined(separator: ", ") + (missing.count > 5 ? " and \(missing.count - 5) more" : "")
+            throw MVCError(.missingObject, "\(missing.count) file\(missing.count == 1 ? "" : "s") of \(commit.artifact)@v\(commit.version) \(missing.count == 1 ? "is" : "are") not in this store: \(list)",
+                           hint: "the store knows this version but not these bytes (e.g. after 'mvc mirror import'); copy them from a store that has them")
+        }
         if !conflicts.isEmpty {
             let list = conflicts.prefix(5).map { "'\($0)'" }.joined(separator: ", ") + (conflicts.count > 5 ? " and \(conflicts.count - 5) more" : "")
             throw MVCError(.wouldOverwrite, "checkout would overwrite local changes: \(list)",
@@ -119,8 +128,12 @@ extension Repository {
         }
         progress.end()
         for r in removable { FileIO.unlink(joinPath(target, r)); cache.forget(r) }
-        return CheckoutResult(revision: "\(commit.artifact)@v\(commit.version)", id: id, directory: target,
-                              written: toWrite.map(\.path), unchanged: unchanged, removed: removable, kept: kept, bytesWritten: bytes)
+        var result = CheckoutResult(revision: "\(commit.artifact)@v\(commit.version)", id: id, directory: target,
+                                    written: toWrite.map(\.path), unchanged: unchanged, removed: removable, kept: kept, bytesWritten: bytes)
+        if directory == nil && filter.isEmpty {
+            do throws(MVCError) { try recordInWorkTree(id, commit) } catch { result.warnings.append("\(LockFile.fileName) not updated: \(error.message)") }
+        }
+        return result
     }
 
     /// The stat cache of this work tree.

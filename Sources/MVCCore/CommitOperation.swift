@@ -50,6 +50,8 @@ public struct CommitResult: Sendable, Codable, Equatable {
     public var newBytes: UInt64
     /// True when nothing differed from the latest version, so no commit was made.
     public var unchanged: Bool
+    /// Problems after the commit point (e.g. `mvc.lock` not writable): the commit stands.
+    public var warnings: [String] = []
 }
 
 extension Repository {
@@ -114,8 +116,10 @@ extension Repository {
         // Re-committing the same files with nothing new to say is a no-op, not a new version.
         if let parent, let parentID, parent.tree == tree, parent.paths == sortedRoots, request.message.isEmpty,
            request.semver == nil, request.inputs.isEmpty, request.params.isEmpty, request.metrics.isEmpty {
-            return CommitResult(name: request.name, version: parent.version, id: parentID, tree: tree, semver: nil,
-                                files: files.count, bytes: totalBytes, newBytes: 0, unchanged: true)
+            var result = CommitResult(name: request.name, version: parent.version, id: parentID, tree: tree, semver: nil,
+                                      files: files.count, bytes: totalBytes, newBytes: 0, unchanged: true)
+            do throws(MVCError) { try recordInWorkTree(parentID, parent) } catch { result.warnings.append(error.message) }
+            return result
         }
 
         let author = identity()
@@ -133,8 +137,10 @@ extension Repository {
         if let v = request.semver {
             try refs.update(Repository.tagRef(request.name, v), from: nil, to: id, actor: author, message: "tag: \(request.name)@\(v)")
         }
-        return CommitResult(name: request.name, version: commit.version, id: id, tree: tree, semver: request.semver,
-                            files: files.count, bytes: totalBytes, newBytes: newBytes, unchanged: false)
+        var result = CommitResult(name: request.name, version: commit.version, id: id, tree: tree, semver: request.semver,
+                                  files: files.count, bytes: totalBytes, newBytes: newBytes, unchanged: false)
+        do throws(MVCError) { try recordInWorkTree(id, commit) } catch { result.warnings.append("\(LockFile.fileName) not updated: \(error.message)") }
+        return result
     }
 
     /// The environment recorded in every commit: OS, architecture, mvc version.

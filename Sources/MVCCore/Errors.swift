@@ -14,7 +14,7 @@ public struct MVCError: Error, Sendable, CustomStringConvertible, Equatable {
             case invalidName, invalidArgument, unknownRevision, ambiguousRevision
             case pathNotFound, pathOutsideWorkTree, unsupportedFileType, io
             case corruptObject, missingObject, lockHeld, refMoved, wouldOverwrite, unsafePath
-            case nameConflict
+            case nameConflict, gitMirror
         }
         private let value: Value
         private init(_ value: Value) { self.value = value }
@@ -58,6 +58,8 @@ public struct MVCError: Error, Sendable, CustomStringConvertible, Equatable {
         public static let unsafePath = Code(.unsafePath)
         /// An artifact name collides with another one's namespace.
         public static let nameConflict = Code(.nameConflict)
+        /// The git mirror (libgit2) failed; the mvc store itself is unaffected.
+        public static let gitMirror = Code(.gitMirror)
     }
 
     public var code: Code

@@ -315,7 +315,7 @@ public final class ObjectBatch {
         try add(id, kind: .raw, bytes)
     }
 
-    func putRaw(_ bytes: [UInt8]) throws(MVCError) -> ObjectID {
+    package func putRaw(_ bytes: [UInt8]) throws(MVCError) -> ObjectID {
         let id = ObjectID.hash(bytes)
         var failure: MVCError?
         bytes.withUnsafeBytes { b in

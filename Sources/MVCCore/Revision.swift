@@ -35,7 +35,9 @@ extension Repository {
                 var isStage = try refs.read(Repository.stageRef(name, stage)) != nil
                 if !isStage { isStage = try policy().stages.contains(stage) }
                 if isStage {
-                    return try stageCommit(name, stage, back: back)
+                    do throws(MVCError) { return try stageCommit(name, stage, back: back) } catch {
+                        throw error.code == .unknownRevision ? MVCError(.unknownRevision, "unknown revision '\(revision)': \(error.message)", hint: error.hint) : error
+                    }
                 }
             }
             if Names.isSemverLike(rev) {

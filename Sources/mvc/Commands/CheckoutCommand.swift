@@ -27,6 +27,7 @@ struct CheckoutCommand: ParsableCommand {
             let repo = try global.repository()
             let out = output.map { $0.hasPrefix("/") ? $0 : global.baseDirectory + "/" + $0 }
             let r = try repo.checkout(revision, into: out, paths: paths, force: force, progress: global.progress())
+            for w in r.warnings { warn(w) }
             if global.json { printJSON(r); return }
             print("\(r.revision) -> \(r.directory): \(r.written.count) written (\(humanBytes(r.bytesWritten))), \(r.unchanged) unchanged, \(r.removed.count) removed")
             for k in r.kept { print("kept untracked '\(k)'") }

@@ -61,6 +61,8 @@ struct CommitCommand: ParsableCommand {
             let request = CommitRequest(paths: paths, name: name, message: message, kind: kindValue, inputs: inputs,
                                         params: params, metrics: metrics, semver: version, baseDirectory: global.baseDirectory)
             let result = try repo.commit(request, progress: global.progress())
+            for w in result.warnings { warn(w) }
+            if !result.unchanged { mirrorAfterChange(repo) }
             if global.json {
                 printJSON(result)
             } else {

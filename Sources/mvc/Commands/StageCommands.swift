@@ -41,6 +41,7 @@ struct PromoteCommand: ParsableCommand {
             let repo = try global.repository()
             let r = try repo.promote(PromoteRequest(revision: revision, stage: to, reason: message, weight: weight, force: force,
                                                     dryRun: dryRun, command: recordedCommand()))
+            if !r.moves.isEmpty { mirrorAfterChange(repo) }
             if dryRun {
                 if global.json { printJSON(r.evaluation) } else if let e = r.evaluation { printEvaluation(e) }
                 if let e = r.evaluation, !e.passed { throw MVCError(.invalidArgument, "\(e.revision) would not be promoted to \(e.stage)") }
@@ -82,7 +83,10 @@ struct RollbackCommand: ParsableCommand {
 
     func run() throws {
         try runReporting { () throws(MVCError) in
-            printMoves(try global.repository().rollback(name, stage: stage, to: to, reason: message, command: recordedCommand()), json: global.json)
+            let repo = try global.repository()
+            let r = try repo.rollback(name, stage: stage, to: to, reason: message, command: recordedCommand())
+            if !r.moves.isEmpty { mirrorAfterChange(repo) }
+            printMoves(r, json: global.json)
         }
     }
 }
@@ -96,7 +100,10 @@ struct DemoteCommand: ParsableCommand {
 
     func run() throws {
         try runReporting { () throws(MVCError) in
-            printMoves(try global.repository().demote(name, stage: stage, reason: message, command: recordedCommand()), json: global.json)
+            let repo = try global.repository()
+            let r = try repo.demote(name, stage: stage, reason: message, command: recordedCommand())
+            mirrorAfterChange(repo)
+            printMoves(r, json: global.json)
         }
     }
 }
@@ -110,7 +117,9 @@ struct RetireCommand: ParsableCommand {
 
     func run() throws {
         try runReporting { () throws(MVCError) in
-            let r = try global.repository().retire(revision, reason: message, force: force, command: recordedCommand())
+            let repo = try global.repository()
+            let r = try repo.retire(revision, reason: message, force: force, command: recordedCommand())
+            mirrorAfterChange(repo)
             if global.json { printJSON(r); return }
             for m in r.moves { print(describe(m)) }
             print("retired \(revision)")
@@ -219,6 +228,7 @@ struct MetricCommand: ParsableCommand {
             guard !values.isEmpty else { throw MVCError(.invalidArgument, "no metrics given", hint: "e.g. mvc metric \(revision) accuracy=0.94") }
             let repo = try global.repository()
             let id = try repo.annotate(revision, metrics: values, message: message)
+            mirrorAfterChange(repo)
             if global.json { printJSON(["annotation": id.hex]); return }
             print("annotated \(repo.label(try repo.resolve(revision))) with \(values.keys.sorted().map { "\($0)=\(Commit.formatNumber(values[$0]!))" }.joined(separator: " ")) (\(id.short))")
         }
