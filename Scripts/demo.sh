@@ -13,7 +13,7 @@ cd "$WORK"
 step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
 run() { step "$*"; "$@"; }
 
-git init -q .
+git init -q -b main .
 git config user.name "Demo User"
 git config user.email "demo@example.com"
 cp -r "$ROOT/Fixtures/data" "$ROOT/Fixtures/config" .
@@ -47,8 +47,51 @@ echo "fixture   $want"
 echo "checkout  $got"
 echo "blob id   $blob"
 [ "$want" = "$got" ] && [ "$got" = "$blob" ] || { echo "error: checked-out bytes differ" >&2; exit 1; }
-run "$MVC" checkout iris-mlp@v1
+
+# --- Stages: a gated registry with an audit trail --------------------------------------------
+cat > mvc.yaml <<'YAML'
+stages: [canary, shadow]
+rules:
+  production:
+    from: [staging, canary]
+    kinds: [model]
+    metrics:
+      - accuracy >= 0.92
+      - latency_p95_ms <= 40
+    require:
+      inputs: [dataset]
+YAML
+step "cat mvc.yaml"; cat mvc.yaml
+run "$MVC" promote iris-mlp@v1 --to staging -m "baseline candidate"
+step "$MVC promote iris-mlp@v1 --to production   (refused: no latency measured yet)"
+"$MVC" promote iris-mlp@v1 --to production -m "launch" || true
+run "$MVC" metric iris-mlp@v1 latency_p95_ms=31 -m "load test, 1k rps"
+run "$MVC" promote iris-mlp@v1 --to production -m "launch"
+run "$MVC" metric iris-mlp@v2 latency_p95_ms=29 -m "load test, 1k rps"
+run "$MVC" promote iris-mlp@v2 --to canary --weight 10 -m "canary the fine-tune"
+run "$MVC" resolve iris-mlp --key user-17
+run "$MVC" stages iris-mlp
+run "$MVC" promote iris-mlp@canary --to production -m "canary healthy"
+run "$MVC" rollback iris-mlp --stage production -m "p99 regression"
+run "$MVC" history iris-mlp
+step "$MVC card iris-mlp@v2 | head -30"; "$MVC" card iris-mlp@v2 | head -30
+
+# --- The git mirror and hooks ---------------------------------------------------------------
+run "$MVC" hooks install
+git add mvc.lock .gitignore mvc.yaml && git commit -qm "pin artifacts" && echo "(git commit of mvc.lock, .gitignore, mvc.yaml)"
+run git log --format='%h %s' refs/mvc/stages/iris-mlp/production
+run git reflog show refs/mvc/stages/iris-mlp/production
+step "git show refs/mvc/artifacts/iris-mlp:files/model/model.safetensors | git lfs pointer --check --stdin"
+git show refs/mvc/artifacts/iris-mlp:files/model/model.safetensors
+git show refs/mvc/artifacts/iris-mlp:files/model/model.safetensors | git lfs pointer --check --stdin && echo "valid Git LFS pointer"
+run git fsck --strict --no-progress
+step "switch branches: the post-checkout hook swaps the model on disk"
+git checkout -q -b older && "$MVC" checkout iris-mlp@v1 >/dev/null && git commit -qam "use iris-mlp v1" && git checkout -q main
+openssl dgst -sha256 -r model/model.safetensors
+git checkout -q older
+openssl dgst -sha256 -r model/model.safetensors
+git checkout -q main
 run "$MVC" status
 run "$MVC" fsck
 echo
-echo "demo finished: every step above ran against $WORK/.mvc"
+echo "demo finished: every step above ran against $WORK/.mvc and the git repository around it"

@@ -10,6 +10,7 @@ have_pc libcrypto || need+=(libssl-dev)
 have_pc zlib || need+=(zlib1g-dev)
 have_pc libgit2 || need+=(libgit2-dev)
 command -v git >/dev/null 2>&1 || need+=(git)
+git lfs version >/dev/null 2>&1 || need+=(git-lfs)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v cmp >/dev/null 2>&1 || need+=(diffutils)
 
