@@ -73,6 +73,105 @@ mkdir -p "$WORK/other" && run "$MVC" init "$WORK/other" --json
 run "$MVC" init "$WORK/other" || true
 run "$MVC" commit --name x || true
 
+# Stages (docs/STAGES.md, docs/CLI.md "promote" to "card", docs/FORMAT.md section 3.7): a policy,
+# gates, annotations, a canary rollout, rollback and retirement of iris-mlp@v1 and iris-mlp@v2. The
+# clock moves one hour per step (MVC_AUTHOR_DATE), so the audit trail reads in order and
+# 'history --at' has something to find; ids stay reproducible.
+clock() { export MVC_AUTHOR_DATE="$((1767225600 + $1 * 3600)) +0000"; }
+cat > mvc.yaml <<'YAML'
+# Promotion policy (docs/STAGES.md).
+stages: [canary, shadow]
+archive_replaced: true
+rules:
+  canary:
+    from: [staging]
+  production:
+    from: [staging, canary]
+    kinds: [model]
+    metrics:
+      - accuracy >= 0.92
+      - latency_p95_ms <= 40
+    require:
+      inputs: [dataset]
+YAML
+echo '$ cat mvc.yaml'; cat mvc.yaml; echo
+clock 1
+run "$MVC" stages
+run "$MVC" resolve iris-mlp || true
+run "$MVC" promote iris-mlp@v1 --to qa || true
+run "$MVC" promote iris-mlp@v1 --to production --weight 5 || true
+run "$MVC" promote iris-mlp@v1 --to staging -m "baseline for review"
+run "$MVC" check iris-mlp@v1 --for production || true
+clock 2
+run "$MVC" promote iris-mlp@v1 --to production -m "launch" || true
+run "$MVC" promote iris-mlp@v1 --to production --dry-run || true
+run "$MVC" metric iris-mlp@v1 latency_p95_ms=31 -m "load test, 200 rps"
+run "$MVC" check iris-mlp@v1 --for production
+run "$MVC" check iris-mlp@v1 --for production --json
+run "$MVC" check iris-mlp@v1 --for staging
+run "$MVC" metric iris-mlp@v1 acc=abc || true
+clock 3
+run "$MVC" promote iris-mlp@v1 --to production -m "launch"
+clock 4
+run "$MVC" promote iris-mlp@v2 --to staging -m "fine-tuned candidate" --json
+run "$MVC" metric iris-mlp@v2 latency_p95_ms=33 --json
+run "$MVC" promote iris-mlp@v2 --to production --dry-run
+clock 5
+run "$MVC" promote iris-mlp@v2 --to shadow -m "mirror production traffic"
+run "$MVC" promote iris-mlp@v2 --to canary --weight 10 -m "10% canary"
+run "$MVC" stages
+run "$MVC" stages iris-mlp --json
+run "$MVC" resolve iris-mlp
+# Buckets (vector "routing"): user-1 2849, user-22 82, user-6628 999, user-15593 1000; canary has 0-999.
+for k in user-1 user-22 user-6628 user-15593; do run "$MVC" resolve iris-mlp --key "$k"; done
+run "$MVC" resolve iris-mlp --key user-22 --json
+run "$MVC" show iris-mlp@canary
+clock 6
+run "$MVC" promote iris-mlp@canary --to production -m "canary healthy for an hour"
+run "$MVC" show iris-mlp@production~1
+clock 7
+run "$MVC" rollback iris-mlp --stage production -m "p95 regression under load"
+run "$MVC" rollback iris-mlp --stage production --to iris-mlp@v2 --json -m "false alarm"
+clock 8
+run "$MVC" rollback iris-mlp --stage production -m "the alarm was right"
+# A held lock: another process is moving the stage (the move object is written, the ref is not).
+touch .mvc/refs/stages/iris-mlp/production.lock
+run "$MVC" promote iris-mlp@v2 --to production || true
+rm .mvc/refs/stages/iris-mlp/production.lock
+run "$MVC" retire iris-mlp@v2 -m "p95 regression under load" || true
+run "$MVC" demote iris-mlp --stage staging -m "candidate withdrawn" --json
+run "$MVC" demote iris-mlp --stage shadow -m "candidate withdrawn"
+run "$MVC" retire iris-mlp@v2 -m "p95 regression under load"
+run "$MVC" retire iris-mlp@v2 --json
+run "$MVC" promote iris-mlp@v2 --to staging || true
+run "$MVC" history iris-mlp
+run "$MVC" history iris-mlp --stage production --limit 2 --json
+run "$MVC" show iris-mlp@production~9 || true
+run "$MVC" history iris-mlp --stage production --at 2026-01-01T06:30:00Z
+run "$MVC" history iris-mlp --stage production --at 1767229200
+run "$MVC" history iris-mlp --stage production --at 1767229200 --json
+run "$MVC" history iris-mlp --stage staging --at "2026-01-01T04:30:00+00:00" --json
+run "$MVC" history iris-mlp --stage canary --at 2026-01-01T06:30:00Z
+run "$MVC" stages iris-mlp
+echo '$ cat .mvc/refs/stages/iris-mlp/production'; cat .mvc/refs/stages/iris-mlp/production; echo
+echo '$ cat .mvc/logs/refs/stages/iris-mlp/production'; cat .mvc/logs/refs/stages/iris-mlp/production; echo
+echo '$ find .mvc/refs/stages .mvc/refs/annotations -type f | sort'; find .mvc/refs/stages .mvc/refs/annotations -type f | sort; echo
+for f in $(find .mvc/logs/refs/annotations -type f | sort); do echo "\$ cat $f"; cat "$f"; echo; done
+canary_move=$(sed -n 1p .mvc/logs/refs/stages/iris-mlp/canary | cut -d' ' -f2)
+run "$MVC" cat-object "$canary_move"
+run "$MVC" cat-object "$(cat .mvc/refs/stages/iris-mlp/canary)"
+for f in $(find .mvc/refs/annotations -type f | sort); do run "$MVC" cat-object "$(cat "$f")"; done
+run "$MVC" card iris-mlp@v1
+run "$MVC" card iris-mlp@v2 -o card-v2.md
+echo '$ head -5 card-v2.md'; head -5 card-v2.md; echo
+run "$MVC" fsck
+# A mistake in the policy is reported with its position.
+mkdir -p "$WORK/policy-typo" && cd "$WORK/policy-typo" && "$MVC" init >/dev/null
+printf 'rules:\n  production:\n    metrcs: []\n' > mvc.yaml
+run "$MVC" check iris-mlp@v1 --for production || true
+cd "$WORK"
+clock 0
+
 # Inside a git repository, a commit records the code's git commit (docs/CLI.md, "show").
 export GIT_AUTHOR_NAME="Ada Lovelace" GIT_AUTHOR_EMAIL="ada@example.com" GIT_AUTHOR_DATE="1767225600 +0000"
 export GIT_COMMITTER_NAME="Ada Lovelace" GIT_COMMITTER_EMAIL="ada@example.com" GIT_COMMITTER_DATE="1767225600 +0000"

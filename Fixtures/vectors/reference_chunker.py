@@ -9,8 +9,9 @@ values in format-vectors.json without using the Swift code:
     python3 Fixtures/vectors/reference_chunker.py --store DIR/.mvc   # read and verify a real store
 
 What it covers: the splitmix64 gear table, the FastCDC gear chunker, the xorshift64* test input, tree
-and commit encoding (with the number format of metrics), the chunk list record, and reading a store
-(config, refs, packs and their indexes, loose objects), verifying every id.
+and commit encoding (with the number format of metrics), stage move and annotation encoding, routing
+buckets, the chunk list record, and reading a store (config, refs, packs and their indexes, loose
+objects), verifying every id.
 """
 import decimal
 import hashlib
@@ -182,6 +183,47 @@ def commit_bytes(c):
     return frame("commit", s.encode())
 
 
+def signature(a):
+    tz = a["tzOffsetMinutes"]
+    tzs = ("-" if tz < 0 else "+") + f"{abs(tz) // 60:02d}{abs(tz) % 60:02d}"
+    return f'{a["name"]} <{a["email"]}> {a["time"]} {tzs}'
+
+
+def move_bytes(m):
+    """A stage move (FORMAT.md 3.7): optional lines are omitted when the field is absent."""
+    s = f'artifact {m["artifact"]}\nstage {m["stage"]}\nsequence {m["sequence"]}\n'
+    if m.get("previous") is not None:
+        s += f'previous {m["previous"]}\n'
+    if m.get("commit") is not None:
+        s += f'commit {m["commit"]}\n'
+    if m.get("weight") is not None:
+        s += f'weight {m["weight"]}\n'
+    s += f'action {m["action"]}\nactor {signature(m["actor"])}\n'
+    if m.get("command") is not None:
+        s += f'command {m["command"]}\n'
+    s += "\n" + normalize_message(m["reason"])
+    return frame("move", s.encode())
+
+
+def annotation_bytes(a):
+    """An annotation (FORMAT.md 3.8)."""
+    s = f'target {a["target"]}\nartifact {a["artifact"]}\n'
+    if a.get("previous") is not None:
+        s += f'previous {a["previous"]}\n'
+    for k in sorted(a["metrics"], key=str.encode):
+        s += f'metric {k} {format_number(float(a["metrics"][k]))}\n'
+    if a["retired"]:
+        s += "retired\n"
+    s += f'actor {signature(a["actor"])}\n\n' + normalize_message(a["message"])
+    return frame("annotation", s.encode())
+
+
+def routing_bucket(artifact, key):
+    """FORMAT.md 11.2: first 8 bytes of SHA-256("mvc-route" NUL artifact NUL key), big-endian, mod 10000."""
+    d = hashlib.sha256(b"mvc-route\0" + artifact.encode() + b"\0" + key.encode()).digest()
+    return int.from_bytes(d[:8], "big") % 10000
+
+
 def chunk_list_bytes(chunks):
     """chunks: [(id bytes, size)]"""
     out = b"MVCCHNK1" + struct.pack(">QQ", sum(s for _, s in chunks), len(chunks))
@@ -330,8 +372,11 @@ def verify_store(path):
         for f in files:
             if f.endswith(".lock"):
                 continue
-            target = store.ref(os.path.relpath(os.path.join(dirpath, f), path))
-            assert store.content(target).startswith(b"commit "), f
+            ref = os.path.relpath(os.path.join(dirpath, f), path)
+            target = store.ref(ref)
+            # refs/stages/NAME/STAGE names a move, refs/annotations/NAME/HEX an annotation, others a commit.
+            kind = {"stages": b"move ", "annotations": b"annotation "}.get(ref.split(os.sep)[1], b"commit ")
+            assert store.content(target).startswith(kind), ref
             nrefs += 1
     print(f"store {path}: {len(store.records)} records {kinds}, {nrefs} refs, all ids verified")
 
@@ -356,6 +401,16 @@ def check_vectors(path):
         pack, idx = pack_bytes([({"raw": 1, "chunks": 2}[o["storage"]], o["content"].encode()) for o in p["objects"]])
         assert len(pack) == p["packLength"] and len(idx) == p["indexLength"]
         assert idx[-32:].hex() == p["packName"]
+    for m in v["moves"]:
+        b = move_bytes(m["fields"])
+        assert b.decode() == m["bytes"], (b, m["bytes"])
+        assert sha256hex(b) == m["id"], m["name"]
+    for a in v["annotations"]:
+        b = annotation_bytes(a["fields"])
+        assert b.decode() == a["bytes"], (b, a["bytes"])
+        assert sha256hex(b) == a["id"], a["name"]
+    for r in v["routing"]["keys"]:
+        assert routing_bucket(v["routing"]["artifact"], r["key"]) == r["bucket"], r
     for n in v["numbers"]:
         assert format_number(float(n["value"])) == n["text"], n
     for c in v["chunker"]:

@@ -33,7 +33,8 @@ extension Repository {
                     back = k
                 }
                 var isStage = try refs.read(Repository.stageRef(name, stage)) != nil
-                if !isStage { isStage = try policy().stages.contains(stage) }
+                // A broken mvc.yaml must not break id prefixes that happen to look like stage names.
+                if !isStage { isStage = (try? policy())?.stages.contains(stage) ?? false }
                 if isStage {
                     do throws(MVCError) { return try stageCommit(name, stage, back: back) } catch {
                         throw error.code == .unknownRevision ? MVCError(.unknownRevision, "unknown revision '\(revision)': \(error.message)", hint: error.hint) : error

@@ -75,6 +75,7 @@ public struct StageMove: Sendable, Equatable {
         guard sequence >= 1, (sequence == 1) == (previous == nil) else { throw MVCError(.invalidArgument, "move sequence \(sequence) does not match its previous move") }
         if let weight, !(0...100).contains(weight) { throw MVCError(.invalidArgument, "weight \(weight) is not a percentage (0-100)") }
         if let command { try Names.validateValue(command, what: "command") }
+        if actor.name.isEmpty { throw MVCError(.invalidArgument, "the actor's name is empty", hint: "set MVC_AUTHOR_NAME or git's user.name") }
         for s in [actor.name, actor.email] {
             try Names.validateValue(s, what: "actor")
             if s.contains("<") || s.contains(">") { throw MVCError(.invalidArgument, "actor '\(s)' may not contain '<' or '>'") }

@@ -57,6 +57,9 @@ public struct MoveResult: Sendable, Equatable, Codable {
     public var evaluation: PolicyEvaluation?
     /// True when nothing moved (dry run, or the stage already held the version).
     public var unchanged: Bool
+    /// Follow-up moves that failed after the main move succeeded (e.g. archiving the replaced
+    /// version while `archived` was locked): the main move stands; redo these by hand.
+    public var warnings: [String] = []
 }
 
 extension Repository {
@@ -242,8 +245,14 @@ extension Repository {
         if let w = request.weight, !(0...100).contains(w) {
             throw MVCError(.invalidArgument, "weight \(w) is not a percentage", hint: "give --weight 0 to 100")
         }
-        if request.weight != nil && request.stage == Stages.production {
-            throw MVCError(.invalidArgument, "production takes the traffic that weighted stages leave", hint: "give --weight to a rollout stage such as canary")
+        if let w = request.weight, w > 0 {
+            if Stages.builtIn.contains(request.stage) || request.stage == "shadow" {
+                throw MVCError(.invalidArgument, "\(request.stage) cannot take a traffic weight", hint: "production takes what weighted stages leave; give --weight to a rollout stage such as canary")
+            }
+            let others = try stageStates(c.artifact).filter { $0.stage != request.stage && $0.commit != nil }.reduce(0) { $0 + ($1.weight ?? 0) }
+            if others + w > 100 {
+                throw MVCError(.invalidArgument, "weights would add up to \(others + w)%", hint: "other rollout stages of '\(c.artifact)' already take \(others)%")
+            }
         }
         if try isRetired(id, artifact: c.artifact), !request.force, request.stage != Stages.archived {
             throw MVCError(.invalidArgument, "\(label) is retired", hint: "promote another version, or pass --force")
@@ -266,24 +275,36 @@ extension Repository {
                 rollouts.append(s)
             }
         }
-        var moves = [try move(c.artifact, request.stage, to: id, weight: request.weight, action: .promote,
-                              reason: request.reason, command: request.command, expected: current)]
+        var result = MoveResult(moves: [try move(c.artifact, request.stage, to: id, weight: request.weight, action: .promote,
+                                                 reason: request.reason, command: request.command, expected: current)],
+                                evaluation: evaluation, unchanged: false)
+        // Follow-ups are separate compare-and-swap moves; the promotion above stands whatever
+        // happens to them, so a failure is reported, not thrown.
         if request.stage == Stages.production, policy.archiveReplaced, let replaced = current?.commit, replaced != id {
-            let archived = try stageState(c.artifact, Stages.archived)
-            moves.append(try move(c.artifact, Stages.archived, to: replaced, weight: nil, action: .archive,
-                                  reason: "replaced in production by v\(c.version)", command: request.command, expected: archived))
+            do throws(MVCError) {
+                let archived = try stageState(c.artifact, Stages.archived)
+                result.moves.append(try move(c.artifact, Stages.archived, to: replaced, weight: nil, action: .archive,
+                                             reason: "replaced in production by v\(c.version)", command: request.command, expected: archived))
+            } catch {
+                result.warnings.append("production moved, but the replaced version was not archived: \(error.message); run 'mvc promote \(c.artifact)@\(replaced.short) --to archived'")
+            }
         }
         for r in rollouts {
-            moves.append(try move(c.artifact, r.stage, to: nil, weight: nil, action: .complete,
-                                  reason: "rollout of v\(c.version) completed", command: request.command, expected: r))
+            do throws(MVCError) {
+                result.moves.append(try move(c.artifact, r.stage, to: nil, weight: nil, action: .complete,
+                                             reason: "rollout of v\(c.version) completed", command: request.command, expected: r))
+            } catch {
+                result.warnings.append("production moved, but \(r.stage) was not cleared: \(error.message); run 'mvc demote \(c.artifact) --stage \(r.stage)'")
+            }
         }
-        return MoveResult(moves: moves, evaluation: evaluation, unchanged: false)
+        return result
     }
 
     /// `mvc rollback NAME --stage STAGE [--to REV]`: back to the value before the last move (with
     /// its weight), or to REV; itself recorded as a move. Gates are not evaluated: a rollback
     /// restores a known state in an emergency.
-    public func rollback(_ name: String, stage: String, to revision: String? = nil, reason: String = "", command: String? = nil) throws(MVCError) -> MoveResult {
+    public func rollback(_ name: String, stage: String, to revision: String? = nil, reason: String = "", force: Bool = false,
+                         command: String? = nil) throws(MVCError) -> MoveResult {
         let policy = try self.policy()
         try checkStage(stage, policy)
         try Names.validateArtifact(name)
@@ -307,6 +328,9 @@ extension Repository {
         }
         if target == current.commit && weight == current.weight {
             return MoveResult(moves: [], evaluation: nil, unchanged: true)
+        }
+        if let target, stage != Stages.archived, !force, try isRetired(target, artifact: name) {
+            throw MVCError(.invalidArgument, "rolling back would put retired \(label(target)) into \(stage)", hint: "pick another version with --to, or pass --force")
         }
         let entry = try move(name, stage, to: target, weight: weight, action: .rollback, reason: reason, command: command, expected: current)
         return MoveResult(moves: [entry], evaluation: nil, unchanged: false)

@@ -55,6 +55,37 @@ struct FormatVectorsTests {
             var packName: String
         }
         var packs: [PackVector]
+        struct MoveFields: Decodable {
+            var artifact: String
+            var stage: String
+            var sequence: Int
+            var previous: ObjectID?
+            var commit: ObjectID?
+            var weight: Int?
+            var action: MoveAction
+            var actor: Signature
+            var command: String?
+            var reason: String
+        }
+        struct MoveVector: Decodable { var name: String; var fields: MoveFields; var bytes: String; var id: String }
+        var moves: [MoveVector]
+        struct AnnotationFields: Decodable {
+            var target: ObjectID
+            var artifact: String
+            var previous: ObjectID?
+            var metrics: [String: Double]
+            var retired: Bool
+            var actor: Signature
+            var message: String
+        }
+        struct AnnotationVector: Decodable { var name: String; var fields: AnnotationFields; var bytes: String; var id: String }
+        var annotations: [AnnotationVector]
+        struct Routing: Decodable {
+            struct Key: Decodable { var key: String; var bucket: Int }
+            var artifact: String
+            var keys: [Key]
+        }
+        var routing: Routing
     }
 
     static let url = URL(fileURLWithPath: #filePath)
@@ -73,6 +104,16 @@ struct FormatVectorsTests {
         Commit(tree: f.tree, parents: f.parents, artifact: f.artifact, kind: f.kind, version: f.version, paths: f.paths,
                inputs: f.inputs, code: f.code, params: f.params, metrics: f.metrics, environment: f.environment,
                author: f.author, message: f.message)
+    }
+
+    static func makeMove(_ f: Vectors.MoveFields) -> StageMove {
+        StageMove(artifact: f.artifact, stage: f.stage, sequence: f.sequence, previous: f.previous, commit: f.commit,
+                  weight: f.weight, action: f.action, actor: f.actor, command: f.command, reason: f.reason)
+    }
+
+    static func makeAnnotation(_ f: Vectors.AnnotationFields) -> Annotation {
+        Annotation(target: f.target, artifact: f.artifact, previous: f.previous, metrics: f.metrics, retired: f.retired,
+                   actor: f.actor, message: f.message)
     }
 
     /// Framed bytes with `body` as the body of `kind` (for building non-canonical variants).
@@ -359,5 +400,226 @@ struct FormatVectorsTests {
             _ = try Commit.decode(Array(Self.vectors.trees[0].bytes.utf8), id: id)
         }
     }
-}
 
+    // MARK: - Stage moves, annotations, routing (docs/FORMAT.md 3.7, 3.8, 11.2)
+
+    @Test("stage moves: canonical bytes and id from the fields, and back")
+    func moves() throws {
+        #expect(Self.vectors.moves.count >= 2)
+        for v in Self.vectors.moves {
+            let move = Self.makeMove(v.fields)
+            try move.validate()
+            #expect(String(decoding: move.encoded(), as: UTF8.self) == v.bytes, "\(v.name)")
+            #expect(move.encoded() == Array(v.bytes.utf8), "\(v.name)")
+            let id = ObjectID.hash(move.encoded())
+            #expect(id.hex == v.id, "\(v.name)")
+            let decoded = try StageMove.decode(Array(v.bytes.utf8), id: id)
+            #expect(decoded == move, "\(v.name)")
+            #expect(decoded.encoded() == Array(v.bytes.utf8), "\(v.name)")
+        }
+    }
+
+    @Test("stage moves chain: each previous is the move before, one sequence number lower")
+    func moveChains() throws {
+        let byID = Dictionary(uniqueKeysWithValues: Self.vectors.moves.map { ($0.id, $0.fields) })
+        var linked = 0
+        for v in Self.vectors.moves {
+            guard let previous = v.fields.previous, let p = byID[previous.hex] else { continue }
+            #expect(p.artifact == v.fields.artifact && p.stage == v.fields.stage, "\(v.name)")
+            #expect(p.sequence == v.fields.sequence - 1, "\(v.name)")
+            linked += 1
+        }
+        #expect(linked >= 4)
+        // The whole chain of iris-mlp@production, from what its ref names back to the first move.
+        var cursor: String? = "a403a95b9ef9a36626aed9a53037842338d93edd84842822ed95129a75ea704d"
+        var versions: [String] = []
+        while let id = cursor {
+            let f = try #require(byID[id], "move \(id) is not a vector")
+            versions.append(String(f.commit!.hex.prefix(8)))
+            cursor = f.previous?.hex
+        }
+        #expect(versions == ["cdc96034", "76a158a0", "cdc96034", "76a158a0", "cdc96034"])
+    }
+
+    @Test("annotations: canonical bytes and id from the fields, and back")
+    func annotations() throws {
+        #expect(Self.vectors.annotations.count >= 2)
+        for v in Self.vectors.annotations {
+            let annotation = Self.makeAnnotation(v.fields)
+            try annotation.validate()
+            #expect(String(decoding: annotation.encoded(), as: UTF8.self) == v.bytes, "\(v.name)")
+            let id = ObjectID.hash(annotation.encoded())
+            #expect(id.hex == v.id, "\(v.name)")
+            let decoded = try Annotation.decode(Array(v.bytes.utf8), id: id)
+            #expect(decoded == annotation, "\(v.name)")
+            #expect(decoded.encoded() == Array(v.bytes.utf8), "\(v.name)")
+        }
+    }
+
+    @Test("routing buckets: SHA-256 of 'mvc-route' NUL name NUL key, first 8 bytes big-endian, mod 10000")
+    func routingBuckets() {
+        let r = Self.vectors.routing
+        #expect(r.keys.count >= 5)
+        for k in r.keys {
+            #expect(Repository.routingBucket(artifact: r.artifact, key: k.key) == k.bucket, "key '\(k.key)'")
+        }
+    }
+
+    @Test("routing: a stage at 10% serves buckets 0-999, production the rest")
+    func routingBoundary() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("mvc-route-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let repo = try Repository.initialize(at: dir)
+        try Data("stages: [canary]\n".utf8).write(to: URL(fileURLWithPath: dir + "/mvc.yaml"))
+        let name = Self.vectors.routing.artifact
+        for content in ["v1", "v2"] {
+            try Data(content.utf8).write(to: URL(fileURLWithPath: dir + "/m.bin"))
+            _ = try repo.commit(CommitRequest(paths: ["m.bin"], name: name, kind: .model, baseDirectory: dir))
+        }
+        _ = try repo.promote(PromoteRequest(revision: "\(name)@v1", stage: "production"))
+        _ = try repo.promote(PromoteRequest(revision: "\(name)@v2", stage: "canary", weight: 10))
+        for k in Self.vectors.routing.keys {
+            let d = try repo.route(name, key: k.key)
+            #expect(d.bucket == k.bucket)
+            #expect(d.serve.stage == (k.bucket < 1000 ? "canary" : "production"), "key '\(k.key)' bucket \(k.bucket)")
+        }
+    }
+
+    /// Header lines and message of a framed move or annotation.
+    static func split(_ framed: String) -> (headers: [String], message: String) {
+        let body = Self.body(framed)
+        let r = body.range(of: "\n\n")!
+        return (body[..<r.lowerBound].split(separator: "\n").map(String.init), String(body[r.upperBound...]))
+    }
+
+    @Test("stage moves that are not canonical are rejected")
+    func nonCanonicalMoves() throws {
+        // The synthetic vector has every optional line.
+        let v = try #require(Self.vectors.moves.first { $0.fields.previous != nil && $0.fields.weight != nil && $0.fields.command != nil })
+        let id = ObjectID(hex: v.id)!
+        let (headers, message) = Self.split(v.bytes)
+        func move(_ h: [String], _ m: String = message) -> [UInt8] { Self.frame("move", h.joined(separator: "\n") + "\n\n" + m) }
+        func index(_ key: String) -> Int { headers.firstIndex { $0.hasPrefix(key + " ") }! }
+        func replacing(_ key: String, with line: String) -> [String] { var h = headers; h[index(key)] = line; return h }
+        #expect(throws: Never.self) { try StageMove.decode(move(headers), id: id) }
+
+        var reordered = headers
+        reordered.swapAt(index("artifact"), index("stage"))
+        var commitFirst = headers
+        commitFirst.swapAt(index("previous"), index("commit"))
+        var noPrevious = headers
+        noPrevious.remove(at: index("previous"))
+        var noActor = headers
+        noActor.remove(at: index("actor"))
+        var twice = headers
+        twice.insert(headers[index("commit")], at: index("commit"))
+        var unknown = headers
+        unknown.insert("note hello", at: index("action"))
+        var flag = headers
+        flag.insert("retired", at: index("action"))
+        let previous = v.fields.previous!.hex, commit = v.fields.commit!.hex
+
+        let variants: [(String, [UInt8])] = [
+            ("reordered headers (stage before artifact)", move(reordered)),
+            ("commit before previous", move(commitFirst)),
+            ("a weight of 101", move(replacing("weight", with: "weight 101"))),
+            ("a negative weight", move(replacing("weight", with: "weight -1"))),
+            ("a weight with a leading zero", move(replacing("weight", with: "weight 010"))),
+            ("sequence 1 with a previous", move(replacing("sequence", with: "sequence 1"))),
+            ("a sequence above 1 without a previous", move(noPrevious)),
+            ("sequence 0", move(replacing("sequence", with: "sequence 0"))),
+            ("a sequence with a leading zero", move(replacing("sequence", with: "sequence 0\(v.fields.sequence)"))),
+            ("a sequence with a plus sign", move(replacing("sequence", with: "sequence +\(v.fields.sequence)"))),
+            ("an upper-case previous id", move(replacing("previous", with: "previous " + previous.uppercased()))),
+            ("an upper-case commit id", move(replacing("commit", with: "commit " + commit.uppercased()))),
+            ("a short commit id", move(replacing("commit", with: "commit " + String(commit.prefix(12))))),
+            ("an unknown action", move(replacing("action", with: "action promoted"))),
+            ("an invalid stage name (upper case)", move(replacing("stage", with: "stage Production"))),
+            ("a stage named like a version", move(replacing("stage", with: "stage v2"))),
+            ("a stage named latest", move(replacing("stage", with: "stage latest"))),
+            ("an invalid artifact name", move(replacing("artifact", with: "artifact ../x"))),
+            ("an unknown header", move(unknown)),
+            ("an unknown flag line", move(flag)),
+            ("a repeated commit line", move(twice)),
+            ("no actor", move(noActor)),
+            ("time zone -0000", move(replacing("actor", with: headers[index("actor")].replacingOccurrences(of: "-0130", with: "-0000")))),
+            ("a reason with trailing spaces", move(headers, message.dropLast() + "  \n")),
+            ("a reason without its final newline", move(headers, String(message.dropLast()))),
+            ("no blank line before the reason", Self.frame("move", headers.joined(separator: "\n") + "\n")),
+            ("a wrong length in the header", Array("move \(Self.body(v.bytes).utf8.count + 1)\0\(Self.body(v.bytes))".utf8)),
+        ]
+        for (what, bytes) in variants {
+            Self.expectError(.corruptObject, what) { () throws(MVCError) in _ = try StageMove.decode(bytes, id: id) }
+        }
+        Self.expectError(.invalidArgument, "a commit read as a move") { () throws(MVCError) in
+            _ = try StageMove.decode(Array(Self.vectors.commits[0].bytes.utf8), id: id)
+        }
+        Self.expectError(.invalidArgument, "a move read as a commit") { () throws(MVCError) in
+            _ = try Commit.decode(Array(v.bytes.utf8), id: id)
+        }
+        Self.expectError(.invalidArgument, "an annotation read as a move") { () throws(MVCError) in
+            _ = try StageMove.decode(Array(Self.vectors.annotations[0].bytes.utf8), id: id)
+        }
+        // The writer refuses the same values before anything is stored.
+        var f = v.fields
+        f.weight = 101
+        Self.expectError(.invalidArgument, "building a move with a weight of 101") { () throws(MVCError) in try Self.makeMove(f).validate() }
+        f = v.fields
+        f.sequence = 1
+        Self.expectError(.invalidArgument, "building a first move with a previous") { () throws(MVCError) in try Self.makeMove(f).validate() }
+    }
+
+    @Test("annotations that are not canonical are rejected")
+    func nonCanonicalAnnotations() throws {
+        let v = try #require(Self.vectors.annotations.first { $0.fields.metrics.count >= 2 && $0.fields.retired && $0.fields.previous != nil })
+        let id = ObjectID(hex: v.id)!
+        let (headers, message) = Self.split(v.bytes)
+        func annotation(_ h: [String], _ m: String = message) -> [UInt8] { Self.frame("annotation", h.joined(separator: "\n") + "\n\n" + m) }
+        func index(_ key: String) -> Int { headers.firstIndex { $0 == key || $0.hasPrefix(key + " ") }! }
+        #expect(throws: Never.self) { try Annotation.decode(annotation(headers), id: id) }
+
+        var reordered = headers
+        reordered.swapAt(index("target"), index("artifact"))
+        var metricsSwapped = headers
+        metricsSwapped.swapAt(index("metric"), index("metric") + 1)
+        var trailingZero = headers
+        trailingZero[index("metric")] += "0"
+        var duplicate = headers
+        duplicate.insert(headers[index("metric")], at: index("metric"))
+        var retiredFirst = headers
+        let retired = retiredFirst.remove(at: index("retired"))
+        retiredFirst.insert(retired, at: index("metric"))
+        var retiredValue = headers
+        retiredValue[index("retired")] = "retired yes"
+        var unknownFlag = headers
+        unknownFlag[index("retired")] = "obsolete"
+        var upper = headers
+        upper[index("target")] = "target " + v.fields.target.hex.uppercased()
+        var noTarget = headers
+        noTarget.remove(at: index("target"))
+        var badKey = headers
+        badKey[index("metric")] = "metric bad=key 1"
+
+        let variants: [(String, [UInt8])] = [
+            ("reordered headers (artifact before target)", annotation(reordered)),
+            ("metrics out of order", annotation(metricsSwapped)),
+            ("a metric with a trailing zero", annotation(trailingZero)),
+            ("a repeated metric", annotation(duplicate)),
+            ("retired before the metrics", annotation(retiredFirst)),
+            ("'retired' with a value", annotation(retiredValue)),
+            ("an unknown flag line", annotation(unknownFlag)),
+            ("an upper-case target", annotation(upper)),
+            ("no target", annotation(noTarget)),
+            ("an invalid metric key", annotation(badKey)),
+            ("a message with trailing spaces", annotation(headers, message + "x  \n")),
+            ("no blank line before the message", Self.frame("annotation", headers.joined(separator: "\n") + "\n")),
+        ]
+        for (what, bytes) in variants {
+            Self.expectError(.corruptObject, what) { () throws(MVCError) in _ = try Annotation.decode(bytes, id: id) }
+        }
+        Self.expectError(.invalidArgument, "a move read as an annotation") { () throws(MVCError) in
+            _ = try Annotation.decode(Array(Self.vectors.moves[0].bytes.utf8), id: id)
+        }
+    }
+}

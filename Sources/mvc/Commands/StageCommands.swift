@@ -7,7 +7,9 @@ func recordedCommand() -> String {
     let args = CommandLine.arguments.dropFirst().map { a -> String in
         a.isEmpty || a.contains(where: { " \"'$\\".contains($0) }) ? "'" + a.replacingOccurrences(of: "'", with: "'\\''") + "'" : a
     }
-    return (["mvc"] + args).joined(separator: " ").escapingControlCharacters
+    let line = (["mvc"] + args).joined(separator: " ").escapingControlCharacters
+    // The audit trail keeps at most 4 KiB of it (a long -m reason is recorded in full anyway).
+    return line.utf8.count <= 4000 ? line : String(decoding: Array(line.utf8.prefix(3990)), as: UTF8.self) + " [...]"
 }
 
 func describe(_ m: StageHistoryEntry) -> String {
@@ -17,6 +19,7 @@ func describe(_ m: StageHistoryEntry) -> String {
 }
 
 func printMoves(_ r: MoveResult, json: Bool) {
+    for w in r.warnings { warn(w) }
     if json { printJSON(r); return }
     if r.unchanged && r.moves.isEmpty { print("nothing moved"); return }
     for m in r.moves { print(describe(m)) }
@@ -80,11 +83,12 @@ struct RollbackCommand: ParsableCommand {
     @Option(name: .long, help: "The stage.") var stage: String
     @Option(name: .long, help: "Roll back to this version instead.") var to: String?
     @Option(name: [.short, .long], help: "Why (recorded in the audit trail).") var message: String = ""
+    @Flag(name: .long, help: "Roll back even to a retired version.") var force = false
 
     func run() throws {
         try runReporting { () throws(MVCError) in
             let repo = try global.repository()
-            let r = try repo.rollback(name, stage: stage, to: to, reason: message, command: recordedCommand())
+            let r = try repo.rollback(name, stage: stage, to: to, reason: message, force: force, command: recordedCommand())
             if !r.moves.isEmpty { mirrorAfterChange(repo) }
             printMoves(r, json: global.json)
         }
