@@ -20,6 +20,7 @@ public final class ObjectStore: Sendable {
     private let packs = Mutex<PackList?>(nil)
     /// Objects read so far (whole reads and streams): lets tests count work instead of time.
     let readCount = Atomic<Int>(0)
+    private let freshenedPacks = Mutex<Set<String>>([])
 
     /// fsync objects before refs may point at them (`core.fsync`).
     let durable: Bool
@@ -247,6 +248,19 @@ public final class ObjectStore: Sendable {
         return out
     }
 
+    /// Sets the mtime of the file holding an object to now (see `ObjectBatch.contains`). Packs are
+    /// freshened at most once per process.
+    func freshen(_ loc: Location) {
+        let path: String
+        switch loc {
+        case .loose(let p, _, _): path = p
+        case .packed(let pack, _):
+            guard freshenedPacks.withLock({ $0.insert(pack.name).inserted }) else { return }
+            path = pack.packPath
+        }
+        _ = utimensat(AT_FDCWD, path, nil, 0)
+    }
+
     /// Writes one loose record (temp file + rename) unless the object is stored; returns the path
     /// written. Not synced: the caller syncs the files and their directories together.
     func writeLoose(_ id: ObjectID, _ bytes: [UInt8], kind: StorageKind = .raw) throws(MVCError) -> String? {
@@ -292,10 +306,14 @@ public final class ObjectBatch {
         return w
     }
 
-    /// True if the store or this batch already holds the object.
+    /// True if the store or this batch already holds the object. An object found in the store is
+    /// "freshened" (its file's mtime set to now, as git does), so a concurrent gc keeps it for a
+    /// whole grace period: this operation is about to make it reachable again.
     func contains(_ id: ObjectID) throws(MVCError) -> Bool {
         if writer?.contains(id) == true || pendingIndex[id] != nil { return true }
-        return try store.contains(id, refresh: false)
+        guard let loc = try store.locate(id, refresh: false) else { return false }
+        store.freshen(loc)
+        return true
     }
 
     private func add(_ id: ObjectID, kind: StorageKind, _ bytes: UnsafeRawBufferPointer) throws(MVCError) {

@@ -92,19 +92,35 @@ final class Pack: Sendable {
         guard let idx = try FileIO.readSmallFile(idxPath, limit: 1 << 30) else {
             throw MVCError(.missingObject, "pack index '\(idxPath)' disappeared", hint: "run 'mvc fsck'")
         }
-        let bad = { (why: String) in MVCError(.corruptObject, "pack index '\(idxPath)' is corrupt: \(why)", hint: "run 'mvc fsck'; move the pack aside if it cannot be read") }
-        guard idx.count >= Pack.headerSize + 32, Array(idx[0..<8]) == Pack.indexMagic else { throw bad("bad header") }
-        let count = idx.readBE(at: 8)
-        guard count < UInt64(idx.count), idx.count == Pack.headerSize + Int(count) * Pack.entrySize + 32 else { throw bad("wrong length") }
-        let sum = ObjectID.hash(Array(idx[..<(idx.count - 32)]))
-        guard sum.bytes == Array(idx[(idx.count - 32)...]), sum.hex == name else { throw bad("checksum mismatch") }
         index = idx
-        self.count = Int(count)
+        count = try Pack.validateIndex(idx, name: name, path: idxPath)
         fd = open(packPath, O_RDONLY | O_CLOEXEC)
         if fd < 0 { throw .io("open pack", path: packPath, errno: errno) }
     }
 
     deinit { close(fd) }
+
+    /// Checks an index's header, length and checksum (which is also the pack's name); returns
+    /// the number of entries.
+    static func validateIndex(_ idx: [UInt8], name: String, path: String) throws(MVCError) -> Int {
+        let bad = { (why: String) in MVCError(.corruptObject, "pack index '\(path)' is corrupt: \(why)", hint: "run 'mvc fsck'; move the pack aside if it cannot be read") }
+        guard idx.count >= Pack.headerSize + 32, Array(idx[0..<8]) == Pack.indexMagic else { throw bad("bad header") }
+        let count = idx.readBE(at: 8)
+        guard count < UInt64(idx.count), idx.count == Pack.headerSize + Int(count) * Pack.entrySize + 32 else { throw bad("wrong length") }
+        let sum = ObjectID.hash(Array(idx[..<(idx.count - 32)]))
+        guard sum.bytes == Array(idx[(idx.count - 32)...]), sum.hex == name else { throw bad("checksum mismatch") }
+        return Int(count)
+    }
+
+    /// Every entry of a validated index.
+    static func indexEntries(_ idx: [UInt8]) -> [Entry] {
+        let count = Int(idx.readBE(at: 8))
+        return (0..<count).map { i in
+            let p = Pack.headerSize + i * Pack.entrySize
+            return Entry(id: ObjectID(bytes: idx[p..<(p + 32)]), kind: StorageKind(rawValue: idx[p + 32]) ?? .raw,
+                         offset: idx.readBE(at: p + 33), length: idx.readBE(at: p + 41))
+        }
+    }
 
     func entry(at i: Int) -> Entry {
         let p = Pack.headerSize + i * Pack.entrySize

@@ -31,6 +31,7 @@ struct MVCCommand: ParsableCommand {
             CheckoutCommand.self, StatusCommand.self, LineageCommand.self, ArtifactsCommand.self,
             PromoteCommand.self, RollbackCommand.self, DemoteCommand.self, RetireCommand.self, StagesCommand.self,
             HistoryCommand.self, MetricCommand.self, CheckCommand.self, ResolveCommand.self, CardCommand.self,
+            RemoteCommand.self, PushCommand.self, FetchCommand.self, PullCommand.self, GCCommand.self,
             MirrorCommand.self, HooksCommand.self, HookCommand.self,
             CatObjectCommand.self, FsckCommand.self, VersionCommand.self,
         ]
