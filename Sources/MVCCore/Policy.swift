@@ -86,7 +86,9 @@ public struct Policy: Sendable, Equatable {
             root = try Yams.compose(yaml: yaml)
         } catch let e as YamlError {
             switch e {
-            case .scanner(_, let problem, let mark, _), .parser(_, let problem, let mark, _), .composer(_, let problem, let mark, _):
+            case .scanner(let context, let problem, let mark, _), .parser(let context, let problem, let mark, _), .composer(let context, let problem, let mark, _):
+                // An unclosed bracket or quote is found at the end; the context says where it opened.
+                if let context { throw fail("\(problem) (\(context.text) at \(path):\(context.mark.line):\(context.mark.column))", mark) }
                 throw fail(problem, mark)
             case .duplicatedKeysInMapping(let duplicates, let context):
                 throw fail("duplicate key '\(duplicates.joined(separator: "', '"))'", context.mark)

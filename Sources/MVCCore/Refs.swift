@@ -63,44 +63,78 @@ public final class RefStore: Sendable {
         return id
     }
 
-    /// Moves `ref` from `expected` to `new` (nil = absent), appending `entry` to its log.
+    /// One ref change of a transaction.
+    public struct Update: Sendable {
+        public var ref: String
+        public var expected: ObjectID?
+        public var new: ObjectID?
+        public var message: String
+        public init(ref: String, expected: ObjectID?, new: ObjectID?, message: String) {
+            self.ref = ref; self.expected = expected; self.new = new; self.message = message
+        }
+    }
+
+    /// Moves `ref` from `expected` to `new` (nil = absent), appending to its log.
     /// Fails with `.lockHeld` if another process holds the lock and `.refMoved` if the ref no
     /// longer holds `expected`. The new value is fsynced before the rename that publishes it.
     public func update(_ ref: String, from expected: ObjectID?, to new: ObjectID?, actor: Signature, message: String) throws(MVCError) {
-        let p = path(ref)
-        try checkNoConflict(ref)
-        try FileIO.mkdirs(parentPath(p))
-        let lock = p + ".lock"
-        let fd = open(lock, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
-        if fd < 0 {
-            if errno == EEXIST {
-                throw MVCError(.lockHeld, "ref '\(ref)' is locked: '\(lock)' exists",
-                               hint: "another mvc is updating it; if none is running, remove '\(lock)'")
-            }
-            throw .io("create lock", path: lock, errno: errno)
-        }
-        var published = false
+        try update([Update(ref: ref, expected: expected, new: new, message: message)], actor: actor)
+    }
+
+    /// Moves several refs together, as git's ref transactions do: every lock is taken and every
+    /// expected value checked before any ref changes, so a held lock or a moved ref fails the
+    /// whole transaction with nothing changed. (A crash between the final renames can still leave
+    /// some moved and not others, as with git's loose refs.)
+    public func update(_ updates: [Update], actor: Signature) throws(MVCError) {
+        let sorted = updates.sorted { $0.ref < $1.ref }
+        var locks: [(update: Update, path: String, lock: String, fd: Int32)] = []
+        var published = Set<String>()
         defer {
-            close(fd)
-            if !published { FileIO.unlink(lock) }
+            for l in locks {
+                close(l.fd)
+                if !published.contains(l.lock) { FileIO.unlink(l.lock) }
+            }
         }
-        let current = try read(ref)
-        guard current == expected else {
-            throw MVCError(.refMoved, "ref '\(ref)' moved since it was read (expected \(expected?.short ?? "nothing"), found \(current?.short ?? "nothing"))",
-                           hint: "another process changed it; look again and retry")
+        for u in sorted {
+            let p = path(u.ref)
+            try checkNoConflict(u.ref)
+            try FileIO.mkdirs(parentPath(p))
+            let lock = p + ".lock"
+            let fd = open(lock, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+            if fd < 0 {
+                if errno == EEXIST {
+                    throw MVCError(.lockHeld, "ref '\(u.ref)' is locked: '\(lock)' exists",
+                                   hint: "another mvc is updating it; if none is running, remove '\(lock)'")
+                }
+                throw .io("create lock", path: lock, errno: errno)
+            }
+            locks.append((u, p, lock, fd))
         }
-        let entry = RefLogEntry(old: current, new: new, actor: actor, message: message)
-        if let new {
-            try FileIO.writeAll(fd, Array("\(new.hex)\n".utf8), path: lock)
-            if durable { try FileIO.fsync(fd, path: lock) }
-            try appendLog(ref, entry)
-            try FileIO.rename(lock, p)
-            published = true
-        } else {
-            try appendLog(ref, entry)
-            FileIO.unlink(p)
+        for l in locks {
+            let current = try read(l.update.ref)
+            guard current == l.update.expected else {
+                throw MVCError(.refMoved, "ref '\(l.update.ref)' moved since it was read (expected \(l.update.expected?.short ?? "nothing"), found \(current?.short ?? "nothing"))",
+                               hint: "another process changed it; look again and retry")
+            }
         }
-        if durable { try FileIO.fsyncDirectory(parentPath(p)) }
+        for l in locks {
+            if let new = l.update.new {
+                try FileIO.writeAll(l.fd, Array("\(new.hex)\n".utf8), path: l.lock)
+                if durable { try FileIO.fsync(l.fd, path: l.lock) }
+            }
+        }
+        for l in locks {
+            try appendLog(l.update.ref, RefLogEntry(old: l.update.expected, new: l.update.new, actor: actor, message: l.update.message))
+        }
+        for l in locks {
+            if l.update.new != nil {
+                try FileIO.rename(l.lock, l.path)
+                published.insert(l.lock)
+            } else {
+                FileIO.unlink(l.path)
+            }
+        }
+        if durable { for d in Set(locks.map { parentPath($0.path) }).sorted() { try FileIO.fsyncDirectory(d) } }
     }
 
     private func appendLog(_ ref: String, _ entry: RefLogEntry) throws(MVCError) {

@@ -120,23 +120,8 @@ public final class RemoteClient {
         }
     }
 
-    /// Is `ancestor` reachable from `descendant` along first parents (commits) or previous links
-    /// (moves, annotations)? Only local objects are consulted.
     func isAncestor(_ ancestor: ObjectID, of descendant: ObjectID) throws(MVCError) -> Bool {
-        var cursor: ObjectID? = descendant
-        var steps = 0
-        while let c = cursor, steps < 1_000_000 {
-            if c == ancestor { return true }
-            guard try repo.objects.contains(c) else { return false }
-            switch try repo.objects.framedKind(c) {
-            case .commit?: cursor = try repo.objects.readCommit(c).parents.first
-            case .move?: cursor = try repo.objects.readMove(c).previous
-            case .annotation?: cursor = try repo.objects.readAnnotation(c).previous
-            default: return false
-            }
-            steps += 1
-        }
-        return false
+        try repo.isAncestor(ancestor, of: descendant)
     }
 
     /// The refs to transfer: all, or those of the artifacts `revisions` name.
@@ -406,6 +391,23 @@ public final class RemoteClient {
 }
 
 extension Repository {
+    /// Is `ancestor` reachable from `descendant` along first parents (commits) or previous links
+    /// (moves, annotations)? Only objects in this store are consulted.
+    public func isAncestor(_ ancestor: ObjectID, of descendant: ObjectID) throws(MVCError) -> Bool {
+        var cursor: ObjectID? = descendant
+        while let c = cursor {
+            if c == ancestor { return true }
+            guard try objects.contains(c) else { return false }
+            switch try objects.framedKind(c) {
+            case .commit?: cursor = try objects.readCommit(c).parents.first
+            case .move?: cursor = try objects.readMove(c).previous
+            case .annotation?: cursor = try objects.readAnnotation(c).previous
+            default: return false
+            }
+        }
+        return false
+    }
+
     var remotesFile: String { joinPath(storeDirectory, "remotes") }
 
     public func remotes() throws(MVCError) -> [RemoteConfig] {

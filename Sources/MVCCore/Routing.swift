@@ -44,7 +44,8 @@ extension Repository {
             guard let c = s.commit, let v = s.version else { return nil }
             return Route(stage: s.stage, artifact: name, version: v, id: c)
         }
-        let weighted = states.filter { ($0.weight ?? 0) > 0 && $0.commit != nil && $0.stage != Stages.production && $0.stage != "shadow" }
+        // Only rollout stages carry traffic weights (the built-in stages and shadow never do).
+        let weighted = states.filter { ($0.weight ?? 0) > 0 && $0.commit != nil && !Stages.builtIn.contains($0.stage) && $0.stage != "shadow" }
         let production = states.first { $0.stage == Stages.production }.flatMap(route)
         let shadow = states.first { $0.stage == "shadow" }.flatMap(route)
         var serve = production

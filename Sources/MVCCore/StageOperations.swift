@@ -57,8 +57,7 @@ public struct MoveResult: Sendable, Equatable, Codable {
     public var evaluation: PolicyEvaluation?
     /// True when nothing moved (dry run, or the stage already held the version).
     public var unchanged: Bool
-    /// Follow-up moves that failed after the main move succeeded (e.g. archiving the replaced
-    /// version while `archived` was locked): the main move stands; redo these by hand.
+    /// Things worth saying about moves that did happen.
     public var warnings: [String] = []
 }
 
@@ -208,30 +207,47 @@ extension Repository {
         return PolicyEvaluation(revision: label, stage: stage, outcomes: outcomes)
     }
 
-    /// Moves a stage by compare-and-swap, recording the move. Returns the history entry.
+    /// A stage move to make: what the stage should hold, and the state it was read in.
+    struct PlannedMove {
+        var name: String, stage: String, commit: ObjectID?, weight: Int?, action: MoveAction, reason: String
+        var current: StageState?
+    }
+
+    /// Makes moves together: their objects are written durably in one batch, then every stage ref
+    /// moves in one ref transaction (all locks and expected values checked first), so either all
+    /// of them happen or none does.
+    private func apply(_ planned: [PlannedMove], command: String?) throws(MVCError) -> [StageHistoryEntry] {
+        let actor = identity()
+        let batch = newBatch()
+        var entries: [StageHistoryEntry] = [], updates: [RefStore.Update] = []
+        for p in planned {
+            let move = StageMove(artifact: p.name, stage: p.stage, sequence: (p.current?.sequence ?? 0) + 1, previous: p.current?.move,
+                                 commit: p.commit, weight: p.weight, action: p.action, actor: actor, command: command, reason: p.reason)
+            try move.validate()
+            let id = try batch.put(move)
+            let toVersion = try p.commit.map { (c) throws(MVCError) in try objects.readCommit(c).version }
+            let fromLabel = p.current?.version.map { "v\($0)" } ?? "(empty)", toLabel = toVersion.map { "v\($0)" } ?? "(empty)"
+            let line = p.reason.split(separator: "\n").first.map { ": " + $0 } ?? ""
+            updates.append(RefStore.Update(ref: Repository.stageRef(p.name, p.stage), expected: p.current?.move, new: id,
+                                           message: "\(p.action.rawValue): \(p.name)@\(p.stage) \(fromLabel) -> \(toLabel)\(p.weight.map { " (\($0)%)" } ?? "")\(line)"))
+            entries.append(StageHistoryEntry(artifact: p.name, stage: p.stage, sequence: move.sequence, move: id, action: p.action,
+                                             from: p.current?.commit, to: p.commit, fromVersion: p.current?.version, toVersion: toVersion,
+                                             weight: p.weight, actor: actor, command: command, reason: move.reason))
+        }
+        try batch.commit()   // moves durable before any ref names them
+        do throws(MVCError) {
+            try refs.update(updates, actor: actor)
+        } catch where error.code == .refMoved {
+            let stage = planned.first { error.message.contains("'\(Repository.stageRef($0.name, $0.stage))'") }?.stage ?? planned[0].stage
+            throw MVCError(.refMoved, "stage '\(stage)' of '\(planned[0].name)' moved since it was read",
+                           hint: "another promotion won; run 'mvc stages \(planned[0].name)' and decide again; nothing was moved")
+        }
+        return entries
+    }
+
     private func move(_ name: String, _ stage: String, to commit: ObjectID?, weight: Int?, action: MoveAction,
                       reason: String, command: String?, expected current: StageState?) throws(MVCError) -> StageHistoryEntry {
-        let actor = identity()
-        let move = StageMove(artifact: name, stage: stage, sequence: (current?.sequence ?? 0) + 1, previous: current?.move,
-                             commit: commit, weight: weight, action: action, actor: actor, command: command, reason: reason)
-        try move.validate()
-        let batch = newBatch()
-        let id = try batch.put(move)
-        try batch.commit()
-        let fromLabel = current?.version.map { "v\($0)" } ?? "(empty)"
-        let toVersion = try commit.map { (c) throws(MVCError) in try objects.readCommit(c).version }
-        let toLabel = toVersion.map { "v\($0)" } ?? "(empty)"
-        let line = reason.split(separator: "\n").first.map { ": " + $0 } ?? ""
-        do throws(MVCError) {
-            try refs.update(Repository.stageRef(name, stage), from: current?.move, to: id, actor: actor,
-                            message: "\(action.rawValue): \(name)@\(stage) \(fromLabel) -> \(toLabel)\(weight.map { " (\($0)%)" } ?? "")\(line)")
-        } catch where error.code == .refMoved {
-            throw MVCError(.refMoved, "stage '\(stage)' of '\(name)' moved since it was read",
-                           hint: "another promotion won; run 'mvc stages \(name)' and decide again")
-        }
-        return StageHistoryEntry(artifact: name, stage: stage, sequence: move.sequence, move: id, action: action,
-                                 from: current?.commit, to: commit, fromVersion: current?.version, toVersion: toVersion,
-                                 weight: weight, actor: actor, command: command, reason: move.reason)
+        try apply([PlannedMove(name: name, stage: stage, commit: commit, weight: weight, action: action, reason: reason, current: current)], command: command)[0]
     }
 
     /// `mvc promote NAME@REV --to STAGE`: evaluates the policy, then moves the stage. Promoting to
@@ -275,28 +291,18 @@ extension Repository {
                 rollouts.append(s)
             }
         }
-        var result = MoveResult(moves: [try move(c.artifact, request.stage, to: id, weight: request.weight, action: .promote,
-                                                 reason: request.reason, command: request.command, expected: current)],
-                                evaluation: evaluation, unchanged: false)
-        // Follow-ups are separate compare-and-swap moves; the promotion above stands whatever
-        // happens to them, so a failure is reported, not thrown.
+        // The promotion, archiving the replaced version, and completing a rollout: one transaction.
+        var planned = [PlannedMove(name: c.artifact, stage: request.stage, commit: id, weight: request.weight, action: .promote,
+                                   reason: request.reason, current: current)]
         if request.stage == Stages.production, policy.archiveReplaced, let replaced = current?.commit, replaced != id {
-            do throws(MVCError) {
-                let archived = try stageState(c.artifact, Stages.archived)
-                result.moves.append(try move(c.artifact, Stages.archived, to: replaced, weight: nil, action: .archive,
-                                             reason: "replaced in production by v\(c.version)", command: request.command, expected: archived))
-            } catch {
-                result.warnings.append("production moved, but the replaced version was not archived: \(error.message); run 'mvc promote \(c.artifact)@\(replaced.short) --to archived'")
-            }
+            planned.append(PlannedMove(name: c.artifact, stage: Stages.archived, commit: replaced, weight: nil, action: .archive,
+                                       reason: "replaced in production by v\(c.version)", current: try stageState(c.artifact, Stages.archived)))
         }
         for r in rollouts {
-            do throws(MVCError) {
-                result.moves.append(try move(c.artifact, r.stage, to: nil, weight: nil, action: .complete,
-                                             reason: "rollout of v\(c.version) completed", command: request.command, expected: r))
-            } catch {
-                result.warnings.append("production moved, but \(r.stage) was not cleared: \(error.message); run 'mvc demote \(c.artifact) --stage \(r.stage)'")
-            }
+            planned.append(PlannedMove(name: c.artifact, stage: r.stage, commit: nil, weight: nil, action: .complete,
+                                       reason: "rollout of v\(c.version) completed", current: r))
         }
+        let result = MoveResult(moves: try apply(planned, command: request.command), evaluation: evaluation, unchanged: false)
         return result
     }
 

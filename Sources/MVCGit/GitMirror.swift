@@ -13,6 +13,9 @@ public struct MirrorReport: Sendable, Codable, Equatable {
     public var refsUpdated: [String]
     /// Refs that could not be moved (someone else moved the git ref); a later sync retries.
     public var conflicts: [String]
+    /// Git refs ahead of the store (fetched from elsewhere): never moved back; `mvc mirror
+    /// import` brings the store up to them.
+    public var ahead: [String] = []
 }
 
 /// What `mvc mirror import` did.
@@ -230,13 +233,26 @@ public final class GitMirror {
 
     static func gitRefName(_ mvcRef: String) -> String { "refs/mvc/" + mvcRef.dropFirst("refs/".count) }
 
+    /// Does git commit `descendant` have `ancestor` on its first-parent chain?
+    func gitDescends(_ descendant: GitOID, from ancestor: GitOID) throws(MVCError) -> Bool {
+        var cursor: GitOID? = descendant
+        var steps = 0
+        while let c = cursor, steps < 1_000_000 {
+            if c == ancestor { return true }
+            guard git.objectExists(c) else { return false }
+            cursor = try git.readCommit(c).parents.first
+            steps += 1
+        }
+        return false
+    }
+
     /// Brings every `refs/mvc/...` ref up to date with the store. Idempotent; repairs a mirror that
     /// fell behind (commits made while git was absent, a failed update). Each ref moves by
     /// compare-and-swap against the value read just before.
-    public func sync() throws(MVCError) -> MirrorReport {
+    public func sync(force: Bool = false) throws(MVCError) -> MirrorReport {
         written = 0
         defer { saveMap() }
-        var updated: [String] = [], conflicts: [String] = []
+        var updated: [String] = [], conflicts: [String] = [], ahead: [String] = []
         for (mvcRef, value, kind) in try mvcRefs() {
             let target: GitOID
             switch kind {
@@ -247,6 +263,12 @@ public final class GitMirror {
             let gitRef = GitMirror.gitRefName(mvcRef)
             let current = try git.readRef(gitRef)
             if current == target { continue }
+            // Only forward: a git ref that already descends from the target came from elsewhere
+            // (a fetch); one that neither descends nor precedes it has diverged.
+            if let current {
+                if try gitDescends(current, from: target) { ahead.append(gitRef); continue }
+                if !force, try !gitDescends(target, from: current) { conflicts.append(gitRef); continue }
+            }
             // The reflog entry says who moved it and why (the move's actor and reason).
             var actor = repo.identity()
             var why = "mvc: \(mvcRef)"
@@ -270,7 +292,7 @@ public final class GitMirror {
                 conflicts.append(gitRef)
             }
         }
-        return MirrorReport(commitsWritten: written, refsUpdated: updated, conflicts: conflicts)
+        return MirrorReport(commitsWritten: written, refsUpdated: updated, conflicts: conflicts, ahead: ahead)
     }
 
     /// Recreates the store's objects and refs from `refs/mvc/*` (after `git clone` and
@@ -320,8 +342,9 @@ public final class GitMirror {
             let mvcRef = "refs/" + name.dropFirst("refs/mvc/".count)
             let current = try repo.refs.read(mvcRef)
             if current == id { continue }
-            if current != nil { conflicts.append(mvcRef); continue }
-            try repo.refs.update(mvcRef, from: nil, to: id, actor: actor, message: "mirror import: \(name)")
+            // Fast-forward only: a local ref the mirror descends from moves up; a diverged one stays.
+            if let current, try !repo.isAncestor(current, of: id) { conflicts.append(mvcRef); continue }
+            try repo.refs.update(mvcRef, from: current, to: id, actor: actor, message: "mirror import: \(name)")
             set.append(mvcRef)
         }
         saveMap()

@@ -17,23 +17,38 @@ public enum GitHooks {
         public var skipped: [String]
     }
 
-    static func hooksDirectory(_ mirror: GitMirror) -> String { mirror.gitDirectory + "/hooks" }
+    /// Where git runs hooks from: `git rev-parse --git-path hooks` honours `core.hooksPath` and
+    /// linked worktrees; `.git/hooks` if git cannot say.
+    static func hooksDirectory(_ mirror: GitMirror) -> String {
+        let r = git(["rev-parse", "--git-path", "hooks"], in: mirror.gitWorkTree)
+        let path = r.out.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard r.status == 0, !path.isEmpty else { return mirror.gitDirectory + "/hooks" }
+        return path.hasPrefix("/") ? path : mirror.gitWorkTree + "/" + path
+    }
 
-    static func script(_ name: String, mvcPath: String) -> String {
-        "#!/bin/sh\n\(marker): the logic lives in 'mvc hook'; 'mvc hooks uninstall' removes it\n"
-            + "m='\(mvcPath)'; [ -x \"$m\" ] || m=$(command -v mvc) || { echo \"mvc hook: mvc not found, skipping\" >&2; exit 0; }; exec \"$m\" hook \(name) \"$@\"\n"
+    /// A single-quoted shell word.
+    static func shellQuote(_ s: String) -> String { "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'" }
+
+    /// The hook file: git runs hooks in the work tree's root, so a store in a subdirectory is
+    /// named relative to it (`-C`).
+    static func script(_ name: String, mvcPath: String, storeDirectory: String?) -> String {
+        let dir = storeDirectory.map { " -C " + shellQuote($0) } ?? ""
+        return "#!/bin/sh\n\(marker): the logic lives in 'mvc hook'; 'mvc hooks uninstall' removes it\n"
+            + "m=\(shellQuote(mvcPath)); [ -x \"$m\" ] || m=$(command -v mvc) || { echo \"mvc hook: mvc not found, skipping\" >&2; exit 0; }; exec \"$m\" hook\(dir) \(name) \"$@\"\n"
     }
 
     /// Writes the four hooks; never overwrites a hook mvc did not write.
-    public static func install(_ mirror: GitMirror, mvcPath: String) throws(MVCError) -> InstallReport {
+    public static func install(_ mirror: GitMirror, repo: Repository, mvcPath: String) throws(MVCError) -> InstallReport {
         let dir = hooksDirectory(mirror)
+        let root = mirror.gitWorkTree
+        let storeDir: String? = repo.workTree == root ? nil : String(repo.workTree.dropFirst(root.count + 1))
         do { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) } catch {
             throw MVCError(.io, "cannot create '\(dir)': \(error.localizedDescription)")
         }
         var report = InstallReport(installed: [], alreadyInstalled: [], skipped: [])
         for name in names {
             let path = dir + "/" + name
-            let wanted = script(name, mvcPath: mvcPath)
+            let wanted = script(name, mvcPath: mvcPath, storeDirectory: storeDir)
             if let existing = try? String(contentsOfFile: path, encoding: .utf8) {
                 if existing == wanted { report.alreadyInstalled.append(name); continue }
                 if !existing.contains(marker) { report.skipped.append(name); continue }
@@ -146,9 +161,14 @@ public enum GitHooks {
         let gitRoot = mirror.gitWorkTree
         let staged = git(["diff", "--cached", "--name-only", "-z", "--diff-filter=AM"], in: gitRoot).out
             .split(separator: "\0").map(String.init)
-        let lock = try repo.lockFile()
         let prefix = repo.workTree == gitRoot ? "" : String(repo.workTree.dropFirst(gitRoot.count + 1)) + "/"
         var refused: [String] = []
+        // The work tree's mvc.lock says what mvc tracks; if it does not parse, say so but do not
+        // block unrelated commits (a staged mvc.lock is checked on its own below).
+        var lock = LockFile()
+        do throws(MVCError) { lock = try repo.lockFile() } catch {
+            out.messages.append("mvc: \(error.message) (tracked paths not checked)")
+        }
         for path in staged {
             guard prefix.isEmpty || path.hasPrefix(prefix) else { continue }
             let rel = String(path.dropFirst(prefix.count))
@@ -157,15 +177,21 @@ public enum GitHooks {
                 refused.append("'\(path)' is tracked by mvc as part of \(e.artifact)")
                 continue
             }
-            if let size = (try? FileManager.default.attributesOfItem(atPath: gitRoot + "/" + path))?[.size] as? UInt64, size > largeFileBytes {
+            // The staged blob's size, not the work tree's (the file may have changed or gone).
+            let sized = git(["cat-file", "-s", ":" + path], in: gitRoot)
+            if sized.status == 0, let size = UInt64(sized.out.trimmingCharacters(in: .whitespacesAndNewlines)), size > largeFileBytes {
                 refused.append("'\(path)' is \(size >> 20) MiB")
             }
         }
         if staged.contains(prefix + LockFile.fileName) {
             let text = git(["show", ":" + prefix + LockFile.fileName], in: gitRoot).out
-            let staged = try LockFile.parse(text, path: LockFile.fileName)
-            for e in staged.entries where try !repo.objects.contains(e.commit) {
-                refused.append("\(LockFile.fileName) names \(e.artifact)@v\(e.version) (\(e.commit.short)), which is not in the mvc store")
+            do throws(MVCError) {
+                let staged = try LockFile.parse(text, path: LockFile.fileName)
+                for e in staged.entries where try !repo.objects.contains(e.commit) {
+                    refused.append("\(LockFile.fileName) names \(e.artifact)@v\(e.version) (\(e.commit.short)), which is not in the mvc store")
+                }
+            } catch {
+                refused.append("the staged \(error.message)")
             }
         }
         if !refused.isEmpty {

@@ -639,3 +639,120 @@ struct IrisProject {
         }
     }
 }
+
+// MARK: - Per-command environment, and processes that run side by side
+
+extension Sandbox {
+    /// Runs `mvc` with `env` added to (or overriding) the sandbox's environment, e.g. another
+    /// MVC_AUTHOR_DATE or MVC_AUTHOR_NAME for one command, and requires exit status 0.
+    @discardableResult
+    func mvcOK(_ arguments: [String], env: [String: String], cwd: String? = nil,
+               sourceLocation: SourceLocation = #_sourceLocation) throws -> RunResult {
+        let r = try mvc(arguments, cwd: cwd, env: env)
+        try #require(r.status == 0, "expected success: \(r)", sourceLocation: sourceLocation)
+        return r
+    }
+
+    /// Starts `mvc` in the work tree without waiting for it; `wait()` on the result for its outcome.
+    func mvcStart(_ arguments: [String], env: [String: String] = [:]) throws -> StartedProcess {
+        try Spawn.start(try MVCBinary.path(), arguments, cwd: work, environment: environment(env), scratch: scratch)
+    }
+}
+
+/// A child started by `Spawn.start` and not yet reaped. Call `wait()` exactly once.
+final class StartedProcess {
+    let pid: pid_t
+    let command: [String]
+    private let outPath: String, errPath: String
+    private let outFD: Int32, errFD: Int32
+    private var reaped = false
+
+    fileprivate init(pid: pid_t, command: [String], outPath: String, errPath: String, outFD: Int32, errFD: Int32) {
+        self.pid = pid; self.command = command
+        self.outPath = outPath; self.errPath = errPath; self.outFD = outFD; self.errFD = errFD
+    }
+
+    /// Waits for the child to end and collects what it wrote, as `Spawn.run` does.
+    func wait() throws -> RunResult {
+        guard !reaped else { throw E2EError("process \(pid) was already waited for") }
+        var status: Int32 = 0
+        var usage = rusage()
+        while wait4(pid, &status, 0, &usage) < 0 {
+            guard errno == EINTR else { throw E2EError("wait4 failed for \(pid): errno \(errno)") }
+        }
+        reaped = true
+        let signal = status & 0x7f
+        let exit = signal == 0 ? (status >> 8) & 0xff : 128 + signal
+        var stderrData = try Data(contentsOf: URL(fileURLWithPath: errPath))
+        var maxRSS = usage.ru_maxrss
+        var lines = String(decoding: stderrData, as: UTF8.self).components(separatedBy: "\n")
+        if let i = lines.lastIndex(where: { $0.hasPrefix("mvc: peak RSS ") && $0.hasSuffix(" KiB") }),
+           let kib = Int(lines[i].dropFirst("mvc: peak RSS ".count).dropLast(" KiB".count)) {
+            maxRSS = kib
+            lines.remove(at: i)
+            stderrData = Data(lines.joined(separator: "\n").utf8)
+        }
+        return RunResult(command: command, status: exit,
+                         stdoutData: try Data(contentsOf: URL(fileURLWithPath: outPath)),
+                         stderrData: stderrData, maxRSSKiB: maxRSS, parentRSSKiB: 0)
+    }
+
+    deinit {
+        if !reaped {
+            var status: Int32 = 0
+            while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        }
+        close(outFD); close(errFD)
+        unlink(outPath); unlink(errPath)
+    }
+}
+
+extension Spawn {
+    /// Like `run`, but returns as soon as the child is running (glibc's posix_spawn returns once
+    /// the child has exec'd), so several children can run at the same moment.
+    static func start(_ executable: String, _ arguments: [String], cwd: String, environment: [String: String],
+                      scratch: String) throws -> StartedProcess {
+        guard let addChdir else { throw E2EError("posix_spawn_file_actions_addchdir_np is not available") }
+        let token = "\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
+        let outPath = scratch + "/stdout-\(token)", errPath = scratch + "/stderr-\(token)"
+        let outFD = open(outPath, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard outFD >= 0 else { throw E2EError("cannot create '\(outPath)': errno \(errno)") }
+        let errFD = open(errPath, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard errFD >= 0 else {
+            close(outFD); unlink(outPath)
+            throw E2EError("cannot create '\(errPath)': errno \(errno)")
+        }
+        var spawned = false
+        defer { if !spawned { close(outFD); close(errFD); unlink(outPath); unlink(errPath) } }
+
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_adddup2(&actions, outFD, 1)
+        posix_spawn_file_actions_adddup2(&actions, errFD, 2)
+        guard addChdir(&actions, cwd) == 0 else { throw E2EError("cannot chdir the child to '\(cwd)'") }
+
+        var attr = posix_spawnattr_t()
+        posix_spawnattr_init(&attr)
+        defer { posix_spawnattr_destroy(&attr) }
+        var empty = sigset_t(), defaults = sigset_t()
+        sigemptyset(&empty)
+        sigemptyset(&defaults)
+        for s in [SIGPIPE, SIGINT, SIGTERM, SIGCHLD] { sigaddset(&defaults, s) }
+        posix_spawnattr_setsigmask(&attr, &empty)
+        posix_spawnattr_setsigdefault(&attr, &defaults)
+        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+
+        let argv: [UnsafeMutablePointer<CChar>?] = ([executable] + arguments).map { strdup($0) } + [nil]
+        let envp: [UnsafeMutablePointer<CChar>?] = environment.sorted { $0.key < $1.key }.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { for p in argv { free(p) }; for p in envp { free(p) } }
+
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, executable, &actions, &attr, argv, envp)
+        guard rc == 0 else { throw E2EError("cannot run '\(executable)': \(String(cString: strerror(rc)))") }
+        spawned = true
+        return StartedProcess(pid: pid, command: [executable] + arguments, outPath: outPath, errPath: errPath,
+                              outFD: outFD, errFD: errFD)
+    }
+}

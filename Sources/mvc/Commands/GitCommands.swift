@@ -11,6 +11,9 @@ func mirrorAfterChange(_ repo: Repository) {
         for c in r.conflicts {
             warn("git ref '\(c)' was moved by someone else; run 'mvc mirror sync' after checking it")
         }
+        for a in r.ahead {
+            warn("git ref '\(a)' is ahead of the store (fetched from elsewhere); run 'mvc mirror import'")
+        }
     } catch {
         warn("git mirror not updated: \(error.message)")
     }
@@ -31,6 +34,7 @@ struct MirrorCommand: ParsableCommand {
 struct MirrorSync: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "sync", abstract: "Bring refs/mvc/ in the enclosing git repository up to date with the store (idempotent).")
     @OptionGroup var global: GlobalOptions
+    @Flag(name: .long, help: "Also reset git refs that diverged from the store (never ones ahead of it).") var force = false
 
     func run() throws {
         try runReporting { () throws(MVCError) in
@@ -38,10 +42,12 @@ struct MirrorSync: ParsableCommand {
             guard let mirror = GitMirror.open(repo) else {
                 throw MVCError(.gitMirror, "'\(repo.workTree)' is not inside a git work tree", hint: "run 'git init' there first, or move the store into your code's repository")
             }
-            let r = try mirror.sync()
-            if global.json { printJSON(r); return }
-            print("mirrored: \(r.commitsWritten) git commit\(r.commitsWritten == 1 ? "" : "s") written, \(r.refsUpdated.count) ref\(r.refsUpdated.count == 1 ? "" : "s") updated")
-            for c in r.conflicts { print("conflict: \(c) was moved by someone else; left alone") }
+            let r = try mirror.sync(force: force)
+            if global.json { printJSON(r) } else {
+                print("mirrored: \(r.commitsWritten) git commit\(r.commitsWritten == 1 ? "" : "s") written, \(r.refsUpdated.count) ref\(r.refsUpdated.count == 1 ? "" : "s") updated")
+                for c in r.conflicts { print("conflict: \(c) diverged from the store; left alone (--force resets it)") }
+                for a in r.ahead { print("ahead: \(a) has moves the store lacks; run 'mvc mirror import'") }
+            }
             if !r.conflicts.isEmpty { throw MVCError(.refMoved, "\(r.conflicts.count) git ref\(r.conflicts.count == 1 ? "" : "s") could not be updated") }
         }
     }
@@ -101,7 +107,7 @@ struct HooksInstall: ParsableCommand {
             let mirror = try gitMirrorOrFail(try global.repository())
             let exe = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().path
             let self_ = FileManager.default.isExecutableFile(atPath: exe) ? exe : (ProcessInfo.processInfo.arguments.first ?? "mvc")
-            let r = try GitHooks.install(mirror, mvcPath: self_)
+            let r = try GitHooks.install(mirror, repo: try global.repository(), mvcPath: self_)
             if global.json { printJSON(r); return }
             for h in r.installed { print("installed \(h)") }
             for h in r.alreadyInstalled { print("\(h) already installed") }
@@ -129,11 +135,12 @@ struct HooksUninstall: ParsableCommand {
 /// and whenever mvc trouble should not stop git; non-zero only when pre-commit refuses.
 struct HookCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "hook", abstract: "Run a git hook's logic (called by the installed hooks).", shouldDisplay: false)
+    @Option(name: .customShort("C"), help: ArgumentHelp("The store's work tree, relative to git's.", valueName: "dir")) var directory: String?
     @Argument(help: "The hook: post-checkout, post-merge, pre-commit or pre-push.") var name: String
     @Argument(parsing: .allUnrecognized, help: "git's arguments to the hook.") var arguments: [String] = []
 
     func run() throws {
-        guard let repo = try? Repository.discover(), let mirror = GitMirror.open(repo) else { return }
+        guard let repo = try? Repository.discover(from: directory), let mirror = GitMirror.open(repo) else { return }
         let stdin = name == "pre-push" ? (String(data: FileHandle.standardInput.readDataToEndOfFile(), encoding: .utf8) ?? "") : ""
         let outcome = GitHooks.run(name, arguments: arguments, repo: repo, mirror: mirror, stdin: stdin)
         for m in outcome.messages { FileHandle.standardError.write(Data((m + "\n").utf8)) }
