@@ -7,7 +7,8 @@ public struct GCReport: Sendable, Codable, Equatable {
     /// Objects deleted (or, in a dry run, that would be).
     public var deleted: [ObjectID]
     public var bytesFreed: UInt64
-    /// Unreachable objects kept because they are younger than the grace period.
+    /// Objects kept only because they, or a recent object referring to them, are younger than
+    /// the grace period.
     public var keptYoung: Int
     public var reachable: Int
     /// Packs rewritten without their dead objects, and packs deleted whole.
@@ -25,14 +26,28 @@ extension Repository {
     /// last `grace` seconds. Packs holding dead objects are rewritten with the live ones, the new
     /// pack durable before the old one goes.
     public func gc(dryRun: Bool = false, grace: Int64 = Repository.defaultGrace) throws(MVCError) -> GCReport {
-        let roots = try liveRoots()
-        let live = try closure(of: roots, tolerateMissing: true).objects
         let cutoff = StatCache.now() / 1_000_000_000 - grace
-        var report = GCReport(dryRun: dryRun, deleted: [], bytesFreed: 0, keptYoung: 0, reachable: live.count, packsRewritten: 0, packsDeleted: 0)
+        // Recent objects are roots too (as in git): a commit running now may have re-used an old
+        // chunk list whose chunks nothing else reaches; keeping what recent objects reference
+        // keeps those chunks.
+        let refRoots = try liveRoots()
+        let reachable = try closure(of: refRoots, tolerateMissing: true).objects
+        var roots = refRoots
+        for (id, loc) in try objects.allRecords() where !reachable.contains(id) {
+            let path: String
+            switch loc {
+            case .loose(let p, _, _): path = p
+            case .packed(let pack, _): path = pack.packPath
+            }
+            if let st = try FileIO.lstat(path), st.mtimeNanos / 1_000_000_000 >= cutoff { roots.append(("recent object", id)) }
+        }
+        let live = try closure(of: roots, tolerateMissing: true).objects
+        var report = GCReport(dryRun: dryRun, deleted: [], bytesFreed: 0, keptYoung: live.count - reachable.count,
+                              reachable: reachable.count, packsRewritten: 0, packsDeleted: 0)
 
         for (id, loc) in try objects.allRecords() {
             guard case .loose(let path, _, let size) = loc, !live.contains(id) else { continue }
-            guard let st = try FileIO.lstat(path), st.mtimeNanos / 1_000_000_000 < cutoff else { report.keptYoung += 1; continue }
+            guard let st = try FileIO.lstat(path), st.mtimeNanos / 1_000_000_000 < cutoff else { continue }
             report.deleted.append(id); report.bytesFreed += size
             if !dryRun { FileIO.unlink(path) }
         }
@@ -40,9 +55,7 @@ extension Repository {
             let entries = pack.allEntries()
             let dead = entries.filter { !live.contains($0.id) }
             if dead.isEmpty { continue }
-            guard let st = try FileIO.lstat(pack.packPath), st.mtimeNanos / 1_000_000_000 < cutoff else {
-                report.keptYoung += dead.count; continue
-            }
+            guard let st = try FileIO.lstat(pack.packPath), st.mtimeNanos / 1_000_000_000 < cutoff else { continue }
             report.deleted.append(contentsOf: dead.map(\.id))
             report.bytesFreed += dead.reduce(0) { $0 + $1.length }
             if dryRun { continue }
@@ -51,8 +64,13 @@ extension Repository {
                 let writer = try PackWriter(directory: objects.packDirectory, durable: objects.durable)
                 for e in keep {
                     let bytes = try withFreshBuffer(count: Int(e.length)) { (b) throws(MVCError) -> Int in try pack.read(e, into: b) }
-                    // Copy verified: a damaged object must not be laundered into a new pack.
-                    if e.kind == .raw && ObjectID.hash(bytes) != e.id { throw .corrupt(e.id, "found while repacking '\(pack.packPath)'") }
+                    // Copy verified: a damaged object must not be laundered into a new pack. A damaged
+                    // copy shadowed by a sound loose one (after fsck --repair) is simply dropped.
+                    if e.kind == .raw && ObjectID.hash(bytes) != e.id {
+                        let loose = objects.loosePath(e.id, kind: .raw)
+                        if let good = try FileIO.readSmallFile(loose, limit: 1 << 30), ObjectID.hash(good) == e.id { continue }
+                        throw .corrupt(e.id, "found while repacking '\(pack.packPath)'")
+                    }
                     var failure: MVCError?
                     bytes.withUnsafeBytes { b in
                         do throws(MVCError) { try writer.append(e.id, kind: e.kind, b) } catch { failure = error }

@@ -84,9 +84,8 @@ extension Repository {
                 for v in [e.old, e.new].compactMap({ $0 }) where v != value { roots.append(("\(name) log entry \(i + 1)", v)) }
             }
         }
-        if let lock = try? lockFile() {
-            for e in lock.entries { roots.append(("\(LockFile.fileName) '\(e.path)'", e.commit)) }
-        }
+        // An mvc.lock that does not parse stops gc: what it names must not be collected blindly.
+        for e in try lockFile().entries { roots.append(("\(LockFile.fileName) '\(e.path)'", e.commit)) }
         return roots
     }
 }

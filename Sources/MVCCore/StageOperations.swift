@@ -295,8 +295,11 @@ extension Repository {
         var planned = [PlannedMove(name: c.artifact, stage: request.stage, commit: id, weight: request.weight, action: .promote,
                                    reason: request.reason, current: current)]
         if request.stage == Stages.production, policy.archiveReplaced, let replaced = current?.commit, replaced != id {
-            planned.append(PlannedMove(name: c.artifact, stage: Stages.archived, commit: replaced, weight: nil, action: .archive,
-                                       reason: "replaced in production by v\(c.version)", current: try stageState(c.artifact, Stages.archived)))
+            let archived = try stageState(c.artifact, Stages.archived)
+            if archived?.commit != replaced {
+                planned.append(PlannedMove(name: c.artifact, stage: Stages.archived, commit: replaced, weight: nil, action: .archive,
+                                           reason: "replaced in production by v\(c.version)", current: archived))
+            }
         }
         for r in rollouts {
             planned.append(PlannedMove(name: c.artifact, stage: r.stage, commit: nil, weight: nil, action: .complete,

@@ -101,8 +101,15 @@ public final class GitMirror {
     }
 
     /// The `files` tree of an mvc tree: a Git LFS pointer per file, same names and nesting.
+    /// Every mvc tree object below (and including) `treeID`, for the commit's `mvc/` directory:
+    /// always all of them, so a git commit's bytes never depend on what this run had cached.
+    private func collectTrees(_ treeID: ObjectID, into objects: inout [ObjectID: [UInt8]]) throws(MVCError) {
+        objects[treeID] = try repo.objects.read(treeID)
+        for e in try repo.objects.readTree(treeID).entries where e.kind == .tree { try collectTrees(e.id, into: &objects) }
+    }
+
     private func filesTree(_ treeID: ObjectID, objects: inout [ObjectID: [UInt8]]) throws(MVCError) -> GitOID {
-        if let g = filesTrees[treeID] { objects[treeID] = try repo.objects.read(treeID); return g }
+        if let g = filesTrees[treeID] { try collectTrees(treeID, into: &objects); return g }
         let bytes = try repo.objects.read(treeID)
         objects[treeID] = bytes
         var entries: [(name: String, oid: GitOID, mode: GitRepository.Mode)] = []
@@ -340,8 +347,14 @@ public final class GitMirror {
         for name in gitRefs {
             guard let tip = try git.readRef(name), let id = primary[tip] else { continue }
             let mvcRef = "refs/" + name.dropFirst("refs/mvc/".count)
+            // A ref may only name what the store now holds (its trailer could name anything).
+            guard try repo.objects.contains(id) else {
+                throw MVCError(.gitMirror, "'\(name)' names mvc object \(id.short), which its git commit does not carry",
+                               hint: "the mirror is damaged or was not written by mvc; fetch it again")
+            }
             let current = try repo.refs.read(mvcRef)
             if current == id { continue }
+            if let current, try repo.isAncestor(id, of: current) { continue }   // the store is ahead
             // Fast-forward only: a local ref the mirror descends from moves up; a diverged one stays.
             if let current, try !repo.isAncestor(current, of: id) { conflicts.append(mvcRef); continue }
             try repo.refs.update(mvcRef, from: current, to: id, actor: actor, message: "mirror import: \(name)")

@@ -159,7 +159,7 @@ public enum GitHooks {
     static func preCommit(_ repo: Repository, mirror: GitMirror) throws(MVCError) -> Outcome {
         var out = Outcome()
         let gitRoot = mirror.gitWorkTree
-        let staged = git(["diff", "--cached", "--name-only", "-z", "--diff-filter=AM"], in: gitRoot).out
+        let staged = git(["diff", "--cached", "--name-only", "-z", "--diff-filter=AMRC"], in: gitRoot).out
             .split(separator: "\0").map(String.init)
         let prefix = repo.workTree == gitRoot ? "" : String(repo.workTree.dropFirst(gitRoot.count + 1)) + "/"
         var refused: [String] = []
