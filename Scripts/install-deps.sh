@@ -13,6 +13,7 @@ command -v git >/dev/null 2>&1 || need+=(git)
 git lfs version >/dev/null 2>&1 || need+=(git-lfs)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v cmp >/dev/null 2>&1 || need+=(diffutils)
+python3 -m pip --version >/dev/null 2>&1 || need+=(python3 python3-pip)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

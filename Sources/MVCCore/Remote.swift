@@ -230,7 +230,7 @@ public final class RemoteClient {
         var batchBytes: UInt64 = 0
         var fetched: [ObjectID: (StorageKind, [UInt8])] = [:]   // metadata received this run
         var dataNeeded = Set<ObjectID>()
-        var chunkLists: [ObjectID] = []
+        var chunkLists: [(ObjectID, ChunkList)] = []
         func store(_ id: ObjectID, _ kind: StorageKind, _ bytes: [UInt8]) throws(MVCError) {
             if kind == .raw { _ = try batch.putRaw(bytes) } else { try batch.putChunkList(id, try ChunkList.decode(bytes, id: id)) }
             report.objectsReceived += 1; report.bytesReceived += UInt64(bytes.count)
@@ -263,9 +263,12 @@ public final class RemoteClient {
                 }
                 guard let (_, e) = has[id] else { throw .missing(id, "object on remote '\(config.name)'") }
                 if e.kind == .chunks {
-                    let bytes = try metadata(id)!
-                    chunkLists.append(id)
-                    for c in try ChunkList.decode(bytes, id: id).chunks { stack.append((c.id, .blob)) }
+                    // Stored only once its chunks add up to its id (below): a bad list must not
+                    // stick around and be trusted by the next fetch.
+                    let (_, bytes) = try fetchRecord(id)
+                    let list = try ChunkList.decode(bytes, id: id)
+                    chunkLists.append((id, list))
+                    for c in list.chunks { stack.append((c.id, .blob)) }
                 } else {
                     dataNeeded.insert(id)
                 }
@@ -324,8 +327,20 @@ public final class RemoteClient {
         }
         progress.end()
         try batch.commit()
-        // A chunk list binds its chunks to the blob id only through the whole content: check it.
-        for id in chunkLists { try repo.objects.stream(id, verifyWhole: true) { _ in } }
+        // A chunk list binds its chunks to the blob id only through the whole content: hash the
+        // (now stored, verified) chunks in order before storing the list itself.
+        let lists = repo.newBatch()
+        for (id, list) in chunkLists {
+            let whole = SHA256()
+            for c in list.chunks { try repo.objects.stream(c.id) { whole.update($0) } }
+            guard whole.finalize() == id else {
+                throw MVCError(.corruptObject, "remote '\(config.name)' lists chunks for \(id.short) that do not add up to it",
+                               hint: "nothing was changed; run 'mvc fsck --remote \(config.name)'")
+            }
+            try lists.putChunkList(id, list)
+            report.objectsReceived += 1
+        }
+        try lists.commit()
 
         for name in selected {
             guard let value = remote[name] else { continue }
@@ -427,7 +442,9 @@ extension Repository {
     }
 
     public func addRemote(_ name: String, url: String) throws(MVCError) {
-        try Stages.validate(name)   // the same simple rule: lowercase letters, digits, - and _
+        do throws(MVCError) { try Stages.validate(name) } catch {   // the same simple rule as stage names
+            throw MVCError(.invalidName, "invalid remote name '\(name)'", hint: "use lowercase letters, digits, '-' and '_', starting with a letter")
+        }
         var all = try remotes()
         if all.contains(where: { $0.name == name }) {
             throw MVCError(.invalidArgument, "remote '\(name)' already exists", hint: "'mvc remote remove \(name)' first")
@@ -446,7 +463,7 @@ extension Repository {
 
     /// Where a URL points: a directory (`/path`, `file:///path`) or S3 (`s3://bucket/prefix`).
     public static func storage(for url: String) throws(MVCError) -> any RemoteStorage {
-        if url.hasPrefix("s3://") { return try makeS3Storage(url) }
+        if url.hasPrefix("s3://") { return try S3Storage(url: url) }
         var path = url
         if path.hasPrefix("file://") { path = String(path.dropFirst("file://".count)) }
         guard path.hasPrefix("/") else {
@@ -469,7 +486,3 @@ extension Repository {
     }
 }
 
-/// S3 remotes (S3Storage) are added in their own file; until then an s3:// URL is refused clearly.
-func makeS3Storage(_ url: String) throws(MVCError) -> any RemoteStorage {
-    throw MVCError(.invalidArgument, "s3 remotes are not available in this build: '\(url)'", hint: "use a directory remote")
-}
