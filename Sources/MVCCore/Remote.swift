@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 internal import Glibc
 #endif
+internal import Foundation
 
 /// A configured remote: a name and a URL, kept in `.mvc/remotes` (one `NAME URL` line each).
 public struct RemoteConfig: Sendable, Equatable, Codable {
@@ -142,6 +143,8 @@ public final class RemoteClient {
     /// is rejected, like a non-fast-forward push in git.
     public func push(revisions: [String] = [], progress: any ProgressSink = SilentProgress()) throws(MVCError) -> PushReport {
         try checkFormat(create: true)
+        let lock = try takeLock("push")
+        defer { try? storage.delete(lock) }
         let local = try repo.allRefs().filter { !$0.name.hasPrefix("refs/remotes/") }
         let selected = Set(try selectRefs(local.map(\.name), revisions: revisions))
         let remote = try remoteRefs()
@@ -206,6 +209,113 @@ public final class RemoteClient {
             report.refsUpdated.append(name)
             try? setTracking(name, value)
         }
+        return report
+    }
+
+    /// Remote locks (`locks/<kind>-<random>`): a push holds one while it uploads; gc holds
+    /// `locks/gc` and runs only when no push lock exists. Each side writes its own lock before
+    /// looking for the other's, so of a push and a gc that start together at least one sees the
+    /// other and stops. A lock left by a killed process is removed by a person (the error says so).
+    func takeLock(_ kind: String) throws(MVCError) -> String {
+        let key = kind == "gc" ? "locks/gc" : "locks/\(kind)-\(UInt64.random(in: 0...UInt64.max))"
+        let note = Array("\(ProcessInfo.processInfo.hostName) pid \(getpid()) at \(StatCache.now() / 1_000_000_000)\n".utf8)
+        do throws(MVCError) { try storage.swap(key, expected: nil, new: note) } catch where error.code == .refMoved {
+            throw MVCError(.lockHeld, "remote '\(config.name)' is locked by a gc ('\(key)' exists)",
+                           hint: "wait for it; if no gc is running, delete '\(key)' on the remote")
+        }
+        let others = try storage.list(prefix: "locks/").filter { $0 != key && (kind == "gc" || $0 == "locks/gc") }
+        if !others.isEmpty {
+            try? storage.delete(key)
+            throw MVCError(.lockHeld, "remote '\(config.name)' is busy: \(others.joined(separator: ", ")) exists",
+                           hint: kind == "gc" ? "a push is running; gc later. If none is, delete those lock files on the remote"
+                                              : "a gc is running on the remote; push when it is done")
+        }
+        return key
+    }
+
+    /// Garbage collection on the remote (`mvc gc --remote NAME`): deletes objects that no remote
+    /// ref reaches (through parents, inputs, stage moves and annotations), rewriting packs that
+    /// mix live and dead objects (the new pack and index uploaded before the old ones go). Holds
+    /// the remote's gc lock, so no push runs meanwhile.
+    public func gc(dryRun: Bool = false) throws(MVCError) -> GCReport {
+        try checkFormat(create: false)
+        let lock = try takeLock("gc")
+        defer { try? storage.delete(lock) }
+        let refs = try remoteRefs()
+        let packIndex = try remoteIndex()
+        // Reachability over the remote's own objects: metadata read by ranged reads.
+        var live = Set<ObjectID>()
+        enum Want { case any, tree, blob }
+        var stack: [(ObjectID, Want)] = refs.values.map { ($0, .any) }
+        while let (id, want) = stack.popLast() {
+            guard live.insert(id).inserted else { continue }
+            guard let (_, e) = packIndex[id] else { continue }   // missing: fsck --remote reports it
+            switch want {
+            case .blob:
+                if e.kind == .chunks {
+                    for c in try ChunkList.decode(try fetchRecord(id).bytes, id: id).chunks { stack.append((c.id, .blob)) }
+                }
+            case .tree:
+                for t in try Tree.decode(try fetchRecord(id).bytes, id: id).entries { stack.append((t.id, t.kind == .tree ? .tree : .blob)) }
+            case .any:
+                let bytes = try fetchRecord(id).bytes
+                switch Framing.peekKind(bytes) {
+                case .commit?:
+                    let c = try Commit.decode(bytes, id: id)
+                    stack.append((c.tree, .tree))
+                    stack += c.parents.map { ($0, .any) } + c.inputs.map { ($0.commit, .any) }
+                case .move?:
+                    let m = try StageMove.decode(bytes, id: id)
+                    if let c = m.commit { stack.append((c, .any)) }
+                    if let p = m.previous { stack.append((p, .any)) }
+                case .annotation?:
+                    let a = try Annotation.decode(bytes, id: id)
+                    stack.append((a.target, .any))
+                    if let p = a.previous { stack.append((p, .any)) }
+                default:
+                    break
+                }
+            }
+        }
+        var report = GCReport(dryRun: dryRun, deleted: [], bytesFreed: 0, keptYoung: 0, reachable: live.count, packsRewritten: 0, packsDeleted: 0)
+        var byPack: [String: [Pack.Entry]] = [:]
+        for (_, v) in packIndex { byPack[v.pack, default: []].append(v.entry) }
+        let outgoing = joinPath(cacheDirectory, "outgoing")
+        try FileIO.mkdirs(outgoing)
+        for (pack, entries) in byPack.sorted(by: { $0.key < $1.key }) {
+            let dead = entries.filter { !live.contains($0.id) }
+            if dead.isEmpty { continue }
+            report.deleted += dead.map(\.id)
+            report.bytesFreed += dead.reduce(0) { $0 + $1.length }
+            if dryRun { continue }
+            let keep = entries.filter { live.contains($0.id) }
+            if !keep.isEmpty {
+                let writer = try PackWriter(directory: outgoing, durable: false)
+                for e in keep.sorted(by: { $0.offset < $1.offset }) {
+                    let bytes = try storage.read(pack, offset: e.offset, length: e.length)
+                    try verify(e.id, kind: e.kind, bytes)
+                    var failure: MVCError?
+                    bytes.withUnsafeBytes { b in
+                        do throws(MVCError) { try writer.append(e.id, kind: e.kind, b) } catch { failure = error }
+                    }
+                    if let failure { throw failure }
+                }
+                if let name = try writer.finish() {
+                    try storage.upload("packs/pack-\(name).pack", from: joinPath(outgoing, "pack-\(name).pack"))
+                    try storage.upload("packs/pack-\(name).idx", from: joinPath(outgoing, "pack-\(name).idx"))
+                    FileIO.unlink(joinPath(outgoing, "pack-\(name).pack")); FileIO.unlink(joinPath(outgoing, "pack-\(name).idx"))
+                }
+                report.packsRewritten += 1
+            } else {
+                report.packsDeleted += 1
+            }
+            // The index first: without it the pack is invisible.
+            try storage.delete(String(pack.dropLast(5)) + ".idx")
+            try storage.delete(pack)
+            FileIO.unlink(joinPath(cacheDirectory, String(pack.dropFirst("packs/".count).dropLast(5)) + ".idx"))
+        }
+        report.deleted.sort()
+        indexLoaded = false; index = [:]
         return report
     }
 

@@ -110,6 +110,47 @@ struct RemoteTests {
     }
 }
 
+@Suite("Remote garbage collection")
+struct RemoteGCTests {
+    @Test("gc on a remote rewrites a pack without what no remote ref reaches; a dry run deletes nothing")
+    func rewrite() throws {
+        let a = try Store(), b = try Store(), remote = TempDir()
+        try a.commit("gone", ["g/x.bin": noise(40_000, seed: 1)])
+        try a.commit("keep", ["k/y.bin": noise(40_000, seed: 2)])
+        try a.repo.addRemote("origin", url: remote.path)
+        _ = try a.repo.remote(nil).push()
+        try FileManager.default.removeItem(atPath: remote.path + "/refs/artifacts/gone")
+        let dry = try a.repo.remote(nil).gc(dryRun: true)
+        #expect(!dry.deleted.isEmpty && dry.packsRewritten == 0)
+        let packsBefore = try FileManager.default.contentsOfDirectory(atPath: remote.path + "/packs").sorted()
+        #expect(try FileManager.default.contentsOfDirectory(atPath: remote.path + "/packs").sorted() == packsBefore)
+        let r = try a.repo.remote(nil).gc()
+        #expect(r.deleted == dry.deleted && r.packsRewritten + r.packsDeleted >= 1)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: remote.path + "/locks").isEmpty, "the gc lock is released")
+        try b.repo.addRemote("origin", url: remote.path)
+        _ = try b.repo.remote(nil).fetch()
+        _ = try b.repo.checkout("keep@v1")
+        #expect(b.dir.read("k/y.bin") == noise(40_000, seed: 2))
+        #expect(try b.repo.remote(nil).fsck().ok)
+    }
+
+    @Test("a push and a gc exclude each other through remote locks")
+    func locks() throws {
+        let a = try Store(), remote = TempDir()
+        try a.commit("ds", ["d/x.bin": noise(1000, seed: 3)])
+        try a.repo.addRemote("origin", url: remote.path)
+        _ = try a.repo.remote(nil).push()
+        remote.write("locks/push-123", "someone pushing\n")
+        let e = #expect(throws: MVCError.self) { try a.repo.remote(nil).gc() }
+        #expect(e?.code == .lockHeld && e?.message.contains("locks/push-123") == true)
+        try FileManager.default.removeItem(atPath: remote.path + "/locks/push-123")
+        remote.write("locks/gc", "a gc\n")
+        try a.commit("ds", ["d/x.bin": noise(1000, seed: 4)])
+        let p = #expect(throws: MVCError.self) { try a.repo.remote(nil).push() }
+        #expect(p?.code == .lockHeld)
+    }
+}
+
 @Suite("Garbage collection")
 struct GCTests {
     @Test("gc after a rollback keeps the rolled-back version; unreachable old objects go")

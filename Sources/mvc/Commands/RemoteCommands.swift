@@ -135,10 +135,17 @@ struct GCCommand: ParsableCommand {
     @Flag(name: .long, help: "Report what would be deleted; delete nothing.") var dryRun = false
     @Option(name: .long, help: "Say why an object is kept or would go.") var explain: String?
     @Option(name: .long, help: "Grace period in days.") var graceDays: Double = 14
+    @Option(name: .long, help: "Collect on this remote instead (objects no remote ref reaches; takes the remote's gc lock).") var remote: String?
 
     func run() throws {
         try runReporting { () throws(MVCError) in
             let repo = try global.repository()
+            if let remote {
+                let r = try repo.remote(remote).gc(dryRun: dryRun)
+                if global.json { printJSON(r); return }
+                print("\(dryRun ? "would delete" : "deleted") \(r.deleted.count) object\(r.deleted.count == 1 ? "" : "s") (\(humanBytes(r.bytesFreed))) on \(remote); kept \(r.reachable) reachable; \(r.packsRewritten) pack\(r.packsRewritten == 1 ? "" : "s") rewritten, \(r.packsDeleted) deleted")
+                return
+            }
             let grace = Int64(graceDays * 86_400)
             if let explain {
                 let id = try repo.resolve(explain)
