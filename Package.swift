@@ -31,10 +31,16 @@ let package = Package(
             pkgConfig: "libgit2",
             providers: [.apt(["libgit2-dev"])]
         ),
+        // zstd (Debian `libzstd-dev`), for compressing remote packs.
+        .systemLibrary(
+            name: "CZstd",
+            pkgConfig: "libzstd",
+            providers: [.apt(["libzstd-dev"])]
+        ),
         // The object model, store, refs and operations. Knows nothing of git's libraries.
         .target(
             name: "MVCCore",
-            dependencies: ["CMVCCrypto", .product(name: "Yams", package: "Yams")],
+            dependencies: ["CMVCCrypto", "CZstd", .product(name: "Yams", package: "Yams")],
             swiftSettings: strictSettings
         ),
         // The git mirror (libgit2) and git hooks.

@@ -169,6 +169,8 @@ public final class ObjectStore: Sendable {
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 64)
         defer { buffer.deallocate() }
         switch loc.kind {
+        case .zstd:
+            throw .corrupt(id, "a compressed record (remote packs only) is in the local store")
         case .raw:
             try streamRaw(id, loc, buffer: buffer, body)
         case .chunks:

@@ -10,6 +10,9 @@ public enum StorageKind: UInt8, Sendable, Codable {
     case raw = 1
     /// A chunk list: the object's bytes are the concatenation of other (raw) objects.
     case chunks = 2
+    /// The object's bytes compressed as one zstd frame. Only in packs on remotes: fetch
+    /// decompresses (and verifies) before storing locally.
+    case zstd = 3
 }
 
 /// A chunk list record (storage kind `chunks`): the ids and sizes of the chunks whose

@@ -104,21 +104,29 @@ public final class RemoteClient {
         return out
     }
 
-    /// Reads one object's stored record from the remote (a ranged read), verified.
+    /// Reads one object's stored record from the remote (a ranged read), decompressed and verified:
+    /// the result is a local record (raw bytes or a chunk list).
     func fetchRecord(_ id: ObjectID) throws(MVCError) -> (kind: StorageKind, bytes: [UInt8]) {
         guard let (pack, e) = try remoteIndex()[id] else { throw .missing(id, "object on remote '\(config.name)'") }
-        let bytes = try storage.read(pack, offset: e.offset, length: e.length)
-        try verify(id, kind: e.kind, bytes)
-        return (e.kind, bytes)
+        return try decode(id, kind: e.kind, try storage.read(pack, offset: e.offset, length: e.length))
+    }
+
+    /// A remote record as a verified local one: zstd frames are decompressed, raw bytes hashed,
+    /// chunk lists checked.
+    func decode(_ id: ObjectID, kind: StorageKind, _ bytes: [UInt8]) throws(MVCError) -> (kind: StorageKind, bytes: [UInt8]) {
+        switch kind {
+        case .raw, .zstd:
+            let raw = kind == .zstd ? try Compression.decompress(bytes, id: id) : bytes
+            guard ObjectID.hash(raw) == id else { throw .corrupt(id, "the copy on remote '\(config.name)' does not match its id") }
+            return (.raw, raw)
+        case .chunks:
+            _ = try ChunkList.decode(bytes, id: id)
+            return (.chunks, bytes)
+        }
     }
 
     func verify(_ id: ObjectID, kind: StorageKind, _ bytes: [UInt8]) throws(MVCError) {
-        switch kind {
-        case .raw:
-            guard ObjectID.hash(bytes) == id else { throw .corrupt(id, "the copy on remote '\(config.name)' does not match its id") }
-        case .chunks:
-            _ = try ChunkList.decode(bytes, id: id)
-        }
+        _ = try decode(id, kind: kind, bytes)
     }
 
     func isAncestor(_ ancestor: ObjectID, of descendant: ObjectID) throws(MVCError) -> Bool {
@@ -191,14 +199,16 @@ public final class RemoteClient {
             // Raw objects are re-read verified; a chunk list is sent as its record.
             let bytes = loc.kind == .raw ? try repo.objects.read(id, limit: 1 << 30) : try repo.objects.readRecord(loc, id: id, limit: 1 << 30)
             if loc.kind == .chunks { _ = try ChunkList.decode(bytes, id: id) }
+            // Each raw object is compressed when a sample says it pays (text, not random weights).
+            let (kind, payload) = loc.kind == .raw ? Compression.forRemote(bytes) : (loc.kind, bytes)
             if writer == nil { writer = try PackWriter(directory: outgoing, durable: false) }
             var failure: MVCError?
-            bytes.withUnsafeBytes { b in
-                do throws(MVCError) { try writer!.append(id, kind: loc.kind, b) } catch { failure = error }
+            payload.withUnsafeBytes { b in
+                do throws(MVCError) { try writer!.append(id, kind: kind, b) } catch { failure = error }
             }
             if let failure { throw failure }
-            inPack += UInt64(bytes.count)
-            report.objectsSent += 1; report.bytesSent += UInt64(bytes.count)
+            inPack += UInt64(payload.count)
+            report.objectsSent += 1; report.bytesSent += UInt64(payload.count)
             progress.advance(bytes: UInt64(bytes.count), path: id.short)
             if inPack >= RemoteClient.packLimit { try flush() }
         }
@@ -427,9 +437,8 @@ public final class RemoteClient {
                 let span = try storage.read(pack, offset: start, length: end - start)
                 for e in sorted[i..<j] {
                     let lo = Int(e.offset - start)
-                    let bytes = Array(span[lo..<(lo + Int(e.length))])
-                    try verify(e.id, kind: e.kind, bytes)
-                    try store(e.id, e.kind, bytes)
+                    let (kind, bytes) = try decode(e.id, kind: e.kind, Array(span[lo..<(lo + Int(e.length))]))
+                    try store(e.id, kind, bytes)
                     progress.advance(bytes: e.length, path: e.id.short)
                 }
                 i = j

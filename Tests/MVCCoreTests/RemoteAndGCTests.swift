@@ -51,6 +51,25 @@ struct RemoteTests {
         #expect(f2.refsUpdated == ["refs/artifacts/ds"])
     }
 
+    @Test("text compresses on the remote, random bytes are sent as they are; both come back exact")
+    func compression() throws {
+        let a = try Store(chunking: .standard), b = try Store(chunking: .standard), remote = TempDir()
+        var csv = "id,species,sepal_length,note\n"
+        for i in 0..<40_000 { csv += "\(i),\(["setosa", "versicolor", "virginica"][i % 3]),\(Double(i % 80) / 10),row \(i) of the table\n" }
+        let text = Array(csv.utf8), weights = noise(1 << 20, seed: 5)
+        try a.commit("ds", ["d/table.csv": text, "d/weights.bin": weights])
+        try a.repo.addRemote("origin", url: remote.path)
+        let r = try a.repo.remote(nil).push()
+        #expect(r.bytesSent < UInt64(text.count / 2 + weights.count + 100_000), "sent \(r.bytesSent) for \(text.count) bytes of text and \(weights.count) of noise")
+        #expect(r.bytesSent > UInt64(weights.count), "random bytes do not shrink")
+        try b.repo.addRemote("origin", url: remote.path)
+        _ = try b.repo.remote(nil).fetch()
+        _ = try b.repo.checkout("ds@v1")
+        #expect(b.dir.read("d/table.csv") == text && b.dir.read("d/weights.bin") == weights)
+        #expect(try b.repo.remote(nil).fsck().ok && (try b.repo.fsck().ok))
+        #expect(try a.repo.remote(nil).gc().deleted.isEmpty)
+    }
+
     @Test("a stale push is refused like a non-fast-forward; fetch keeps a diverged local ref")
     func stalePush() throws {
         let a = try Store(), b = try Store(), remote = TempDir()
