@@ -21,14 +21,20 @@ public struct ObjectID: Hashable, Comparable, Sendable, CustomStringConvertible,
 
     /// Parses exactly 64 hex digits (either case); nil otherwise.
     public init?(hex: some StringProtocol) {
-        let utf8 = Array(hex.utf8)
-        guard utf8.count == 64 else { return nil }
-        var words: [UInt64] = [0, 0, 0, 0]
-        for (i, c) in utf8.enumerated() {
+        guard hex.utf8.count == 64 else { return nil }
+        var w = (UInt64(0), UInt64(0), UInt64(0), UInt64(0))
+        var i = 0
+        for c in hex.utf8 {
             guard let v = hexValue(c) else { return nil }
-            words[i / 16] = (words[i / 16] << 4) | UInt64(v)
+            switch i >> 4 {
+            case 0: w.0 = w.0 << 4 | UInt64(v)
+            case 1: w.1 = w.1 << 4 | UInt64(v)
+            case 2: w.2 = w.2 << 4 | UInt64(v)
+            default: w.3 = w.3 << 4 | UInt64(v)
+            }
+            i += 1
         }
-        self.init(w0: words[0], w1: words[1], w2: words[2], w3: words[3])
+        self.init(w0: w.0, w1: w.1, w2: w.2, w3: w.3)
     }
 
     /// The 32 raw bytes.
@@ -41,10 +47,19 @@ public struct ObjectID: Hashable, Comparable, Sendable, CustomStringConvertible,
     }
 
     public var hex: String {
-        let digits = Array("0123456789abcdef".utf8)
         var out = [UInt8](); out.reserveCapacity(64)
-        for b in bytes { out.append(digits[Int(b >> 4)]); out.append(digits[Int(b & 15)]) }
+        appendHex(to: &out)
         return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Appends the 64 lowercase hex digits to a byte buffer (no intermediate String).
+    func appendHex(to out: inout [UInt8]) {
+        for w in [w0, w1, w2, w3] {
+            for s in stride(from: 60, through: 0, by: -4) {
+                let v = UInt8(truncatingIfNeeded: w >> UInt64(s)) & 15
+                out.append(v < 10 ? v + 48 : v + 87)
+            }
+        }
     }
 
     /// The first 12 hex digits, for people.

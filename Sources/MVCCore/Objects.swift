@@ -71,7 +71,7 @@ public struct Tree: Sendable, Equatable {
 
     /// Sorts the entries; rejects invalid or duplicate names.
     public init(entries: [TreeEntry]) throws(MVCError) {
-        let sorted = entries.sorted { Array($0.name.utf8).lexicographicallyPrecedes(Array($1.name.utf8)) }
+        let sorted = entries.sorted { utf8Less($0.name, $1.name) }
         for (i, e) in sorted.enumerated() {
             guard Names.isValidEntryName(e.name) else {
                 throw MVCError(.invalidName, "invalid file name '\(e.name)'", hint: "names may not be empty, '.', '..', or contain '/', NUL or newline")
@@ -89,8 +89,14 @@ public struct Tree: Sendable, Equatable {
 
     func body() -> [UInt8] {
         var out = [UInt8]()
+        out.reserveCapacity(entries.count * 100)
         for e in entries {
-            out.append(contentsOf: "\(e.kind.rawValue) \(e.size) \(e.id.hex) ".utf8)
+            out.append(contentsOf: e.kind.rawValue.utf8)
+            out.append(UInt8(ascii: " "))
+            out.append(contentsOf: String(e.size).utf8)
+            out.append(UInt8(ascii: " "))
+            e.id.appendHex(to: &out)
+            out.append(UInt8(ascii: " "))
             out.append(contentsOf: e.name.utf8)
             out.append(UInt8(ascii: "\n"))
         }
@@ -106,17 +112,24 @@ public struct Tree: Sendable, Equatable {
     static func decode(_ bytes: [UInt8], id: ObjectID) throws(MVCError) -> Tree {
         let body = try Framing.unframe(bytes, id: id, expecting: .tree)
         var entries: [TreeEntry] = []
-        for line in body.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).dropLast() {
-            let text = String(decoding: line, as: UTF8.self)
-            let f = text.split(separator: " ", maxSplits: 3, omittingEmptySubsequences: false)
-            guard f.count == 4, let kind = TreeEntry.Kind(rawValue: String(f[0])), let size = UInt64(f[1]),
-                  String(size) == f[1], let eid = ObjectID(hex: f[2]), f[2] == eid.hex else {
-                throw .corrupt(id, "malformed tree entry '\(text.prefix(80))'")
+        // Parsed as bytes (trees are read on every status); the canonical check below re-encodes.
+        let sp = UInt8(ascii: " "), nl = UInt8(ascii: "\n")
+        var p = body.startIndex
+        while p < body.endIndex {
+            guard let end = body[p...].firstIndex(of: nl) else { break }
+            let line = body[p..<end]
+            func bad() -> MVCError { .corrupt(id, "malformed tree entry '\(String(decoding: line.prefix(80), as: UTF8.self))'") }
+            guard let s1 = line.firstIndex(of: sp), let s2 = line[(s1 + 1)...].firstIndex(of: sp),
+                  s2 + 65 < end, line[s2 + 65] == sp,
+                  let kind = TreeEntry.Kind(rawValue: String(decoding: line[p..<s1], as: UTF8.self)),
+                  let size = UInt64(String(decoding: line[(s1 + 1)..<s2], as: UTF8.self)),
+                  let eid = ObjectID(hex: String(decoding: line[(s2 + 1)..<(s2 + 65)], as: UTF8.self)) else { throw bad() }
+            let name = String(decoding: line[(s2 + 66)...], as: UTF8.self)
+            guard Names.isValidEntryName(name) else {
+                throw .corrupt(id, "tree holds an unsafe file name '\(name)'")
             }
-            guard Names.isValidEntryName(f[3]) else {
-                throw .corrupt(id, "tree holds an unsafe file name '\(f[3])'")
-            }
-            entries.append(TreeEntry(name: String(f[3]), kind: kind, size: size, id: eid))
+            entries.append(TreeEntry(name: name, kind: kind, size: size, id: eid))
+            p = end + 1
         }
         guard body.last == UInt8(ascii: "\n") || body.isEmpty else { throw .corrupt(id, "tree does not end with a newline") }
         let tree: Tree
@@ -342,7 +355,8 @@ public struct Commit: Sendable, Equatable {
     }
 }
 
-func utf8Less(_ a: String, _ b: String) -> Bool { Array(a.utf8).lexicographicallyPrecedes(Array(b.utf8)) }
+/// Byte order of UTF-8 (what every canonical sort in the format uses), without copying.
+func utf8Less(_ a: String, _ b: String) -> Bool { a.utf8.lexicographicallyPrecedes(b.utf8) }
 
 /// A path relative to the work tree: `/`-separated valid entry names, no leading `/`.
 func validateRelativePath(_ p: String) throws(MVCError) {

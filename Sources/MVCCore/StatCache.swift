@@ -34,14 +34,33 @@ final class StatCache {
     init(path: String) {
         self.path = path
         guard let bytes = try? FileIO.readSmallFile(path, limit: 1 << 30) else { return }
-        let lines = String(decoding: bytes, as: UTF8.self).split(separator: "\n")
-        guard lines.first == "mvc-index 1" else { return }   // unreadable or newer: start empty
-        for line in lines.dropFirst() {
-            let f = line.split(separator: " ", maxSplits: 6, omittingEmptySubsequences: false)
-            guard f.count == 7, let size = UInt64(f[0]), let m = Int64(f[1]), let c = Int64(f[2]), let ino = UInt64(f[3]),
-                  let readAt = Int64(f[4]), let id = ObjectID(hex: f[5]) else { entries = [:]; return }
-            let path = String(f[6])
-            entries[path.byteKey] = (path, Entry(size: size, mtimeNanos: m, ctimeNanos: c, inode: ino, readAt: readAt, id: id))
+        // Parsed as bytes: this runs on every status of a tree of many files.
+        let header = Array("mvc-index 1\n".utf8)
+        guard bytes.count >= header.count, Array(bytes[0..<header.count]) == header else { return }   // unreadable or newer: start empty
+        let nl = UInt8(ascii: "\n"), sp = UInt8(ascii: " ")
+        var p = header.count
+        func number(_ end: Int) -> Int64? {
+            var v: Int64 = 0, neg = false, any = false
+            var q = p
+            if q < end, bytes[q] == UInt8(ascii: "-") { neg = true; q += 1 }
+            while q < end, bytes[q] != sp {
+                let d = bytes[q] &- UInt8(ascii: "0")
+                guard d < 10 else { return nil }
+                v = v &* 10 &+ Int64(d); any = true; q += 1
+            }
+            guard any, q < end else { return nil }
+            p = q + 1
+            return neg ? -v : v
+        }
+        while p < bytes.count {
+            var end = p
+            while end < bytes.count, bytes[end] != nl { end += 1 }
+            guard end < bytes.count, let size = number(end), let m = number(end), let c = number(end), let ino = number(end),
+                  let readAt = number(end), p + 65 <= end, bytes[p + 64] == sp,
+                  let id = ObjectID(hex: String(decoding: bytes[p..<(p + 64)], as: UTF8.self)) else { entries = [:]; return }
+            let rel = String(decoding: bytes[(p + 65)..<end], as: UTF8.self)
+            entries[rel.byteKey] = (rel, Entry(size: UInt64(size), mtimeNanos: m, ctimeNanos: c, inode: UInt64(ino), readAt: readAt, id: id))
+            p = end + 1
         }
     }
 
