@@ -27,21 +27,10 @@ extension Repository {
     /// pack durable before the old one goes.
     public func gc(dryRun: Bool = false, grace: Int64 = Repository.defaultGrace) throws(MVCError) -> GCReport {
         let cutoff = StatCache.now() / 1_000_000_000 - grace
-        // Recent objects are roots too (as in git): a commit running now may have re-used an old
-        // chunk list whose chunks nothing else reaches; keeping what recent objects reference
-        // keeps those chunks.
         let refRoots = try liveRoots()
         let reachable = try closure(of: refRoots, tolerateMissing: true).objects
-        var roots = refRoots
-        for (id, loc) in try objects.allRecords() where !reachable.contains(id) {
-            let path: String
-            switch loc {
-            case .loose(let p, _, _): path = p
-            case .packed(let pack, _): path = pack.packPath
-            }
-            if let st = try FileIO.lstat(path), st.mtimeNanos / 1_000_000_000 >= cutoff { roots.append(("recent object", id)) }
-        }
-        let live = try closure(of: roots, tolerateMissing: true).objects
+        let recent = try recentRoots(excluding: reachable, cutoff: cutoff)
+        let live = try closure(of: refRoots + recent, tolerateMissing: true, opaque: Set(recent.map(\.id))).objects
         var report = GCReport(dryRun: dryRun, deleted: [], bytesFreed: 0, keptYoung: live.count - reachable.count,
                               reachable: reachable.count, packsRewritten: 0, packsDeleted: 0)
 
@@ -91,12 +80,35 @@ extension Repository {
         return report
     }
 
+    /// Recent objects are roots too (as in git): a commit running now may have re-used an old
+    /// chunk list whose chunks nothing else reaches; keeping what recent objects reference keeps
+    /// those chunks.
+    func recentRoots(excluding reachable: Set<ObjectID>, cutoff: Int64) throws(MVCError) -> [(label: String, id: ObjectID)] {
+        var roots: [(String, ObjectID)] = []
+        for (id, loc) in try objects.allRecords() where !reachable.contains(id) {
+            let path: String
+            switch loc {
+            case .loose(let p, _, _): path = p
+            case .packed(let pack, _): path = pack.packPath
+            }
+            if let st = try FileIO.lstat(path), st.mtimeNanos / 1_000_000_000 >= cutoff { roots.append(("recent object \(id.short)", id)) }
+        }
+        return roots
+    }
+
     /// Why gc keeps an object, or that it would delete it.
     public func explainGC(_ id: ObjectID, grace: Int64 = Repository.defaultGrace) throws(MVCError) -> String {
         guard let loc = try objects.locate(id) else { return "\(id.hex) is not in the store" }
-        let (_, reasons, _) = try closure(of: try liveRoots(), explain: true, tolerateMissing: true)
+        let refRoots = try liveRoots()
+        let (reachable, reasons, _) = try closure(of: refRoots, explain: true, tolerateMissing: true)
         if let r = reasons[id] {
             return "kept: reachable from \(r.root)" + (r.path.isEmpty ? "" : " via " + r.path.joined(separator: " -> "))
+        }
+        let cutoff = StatCache.now() / 1_000_000_000 - grace
+        let recent = try recentRoots(excluding: reachable, cutoff: cutoff)
+        let (_, recentReasons, _) = try closure(of: recent, explain: true, tolerateMissing: true, opaque: Set(recent.map(\.id)))
+        if let r = recentReasons[id], r.root != "recent object \(id.short)" {
+            return "kept for now: referenced by a \(r.root) written or re-used within the grace period" + (r.path.isEmpty ? "" : " via " + r.path.joined(separator: " -> "))
         }
         let path: String
         switch loc {
@@ -104,7 +116,6 @@ extension Repository {
         case .packed(let pack, _): path = pack.packPath
         }
         let mtime = (try FileIO.lstat(path)?.mtimeNanos ?? 0) / 1_000_000_000
-        let cutoff = StatCache.now() / 1_000_000_000 - grace
         if mtime >= cutoff {
             return "kept for now: unreachable, but written or re-used within the grace period (until \(mtime + grace), Unix time)"
         }

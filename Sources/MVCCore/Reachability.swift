@@ -20,8 +20,10 @@ extension Repository {
     /// The objects a set of roots keeps alive. `explain` records, for each object, the first root
     /// and path found (for `mvc gc --explain`). Objects missing from the store are reported in
     /// `missing` instead of failing the walk when `tolerateMissing`.
+    /// `opaque`: roots that may be plain files (recent objects gc keeps): if one does not parse as
+    /// the object its header claims, it is kept as bytes instead of failing the walk.
     public func closure(of roots: [(label: String, id: ObjectID)], explain: Bool = false, tolerateMissing: Bool = false,
-                        skip: Set<ObjectID> = []) throws(MVCError) -> (objects: Set<ObjectID>, reasons: [ObjectID: Reason], missing: Set<ObjectID>) {
+                        skip: Set<ObjectID> = [], opaque: Set<ObjectID> = []) throws(MVCError) -> (objects: Set<ObjectID>, reasons: [ObjectID: Reason], missing: Set<ObjectID>) {
         var seen = Set<ObjectID>()
         var reasons: [ObjectID: Reason] = [:]
         var missing = Set<ObjectID>()
@@ -50,6 +52,18 @@ extension Repository {
                 }
             case .any:
                 // Refs and links name commits, moves and annotations: the header says which.
+                if opaque.contains(id) {
+                    // A recent object may be a user's file that merely looks framed.
+                    let parses: Bool
+                    switch try objects.framedKind(id) {
+                    case .commit?: parses = (try? objects.readCommit(id)) != nil
+                    case .move?: parses = (try? objects.readMove(id)) != nil
+                    case .annotation?: parses = (try? objects.readAnnotation(id)) != nil
+                    case .tree?: parses = (try? objects.readTree(id)) != nil
+                    case nil: parses = true
+                    }
+                    if !parses { continue }
+                }
                 switch try objects.framedKind(id) {
                 case .commit?:
                     let c = try objects.readCommit(id)

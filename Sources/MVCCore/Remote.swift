@@ -44,7 +44,10 @@ public final class RemoteClient {
     private var indexLoaded = false
 
     static let marker = "mvc-remote"
-    static let formatLine = "mvc-remote 1\n"
+    /// Version 2 added zstd-compressed entries (storage kind 3) and `locks/`; version-1 remotes are
+    /// read as they are and upgraded by the first push (mvc of version 1 then refuses them clearly).
+    static let formatLine = "mvc-remote 2\n"
+    static let olderFormatLines = ["mvc-remote 1\n"]
     /// Objects are sent in packs of at most this size: an interrupted push keeps what it sent.
     static let packLimit: UInt64 = 256 << 20
 
@@ -58,9 +61,14 @@ public final class RemoteClient {
     /// Refuses a remote written by a newer mvc; creates the marker on a fresh one when `create`.
     func checkFormat(create: Bool) throws(MVCError) {
         if let v = try storage.read(RemoteClient.marker) {
-            guard v == Array(RemoteClient.formatLine.utf8) else {
-                throw MVCError(.unsupportedFormat, "remote '\(config.name)' (\(config.url)) has format '\(String(decoding: v, as: UTF8.self).escapingControlCharacters)'; this mvc reads 'mvc-remote 1'",
+            let text = String(decoding: v, as: UTF8.self)
+            if text == RemoteClient.formatLine { return }
+            guard RemoteClient.olderFormatLines.contains(text) else {
+                throw MVCError(.unsupportedFormat, "remote '\(config.name)' (\(config.url)) has format '\(text.escapingControlCharacters)'; this mvc reads 'mvc-remote 2' and older",
                                hint: "upgrade mvc")
+            }
+            if create {   // a push may write compressed entries: older readers must refuse, not misread
+                do throws(MVCError) { try storage.swap(RemoteClient.marker, expected: v, new: Array(RemoteClient.formatLine.utf8)) } catch where error.code == .refMoved {}
             }
         } else if create {
             do throws(MVCError) { try storage.swap(RemoteClient.marker, expected: nil, new: Array(RemoteClient.formatLine.utf8)) } catch where error.code == .refMoved {}
@@ -133,17 +141,24 @@ public final class RemoteClient {
         try repo.isAncestor(ancestor, of: descendant)
     }
 
-    /// The refs to transfer: all, or those of the artifacts `revisions` name.
-    func selectRefs(_ all: [String], revisions: [String]) throws(MVCError) -> [String] {
+    /// The refs to transfer: all, or those of the artifacts `revisions` name. Every revision must
+    /// name an artifact among `all` (a typo is an error, not a silent no-op).
+    func selectRefs(_ all: [String], revisions: [String], side: String) throws(MVCError) -> [String] {
         if revisions.isEmpty { return all }
-        var names = Set<String>()
+        var selected = Set<String>()
         for r in revisions {
-            if let at = r.lastIndex(of: "@") { names.insert(String(r[..<at])) } else if (try? Names.validateArtifact(r)) != nil { names.insert(r) }
+            let name = r.lastIndex(of: "@").map { String(r[..<$0]) } ?? r
+            try Names.validateArtifact(name)
+            let mine = all.filter { ref in
+                let parts = ref.split(separator: "/").dropFirst(2).joined(separator: "/")   // refs/<kind>/NAME...
+                return parts == name || parts.hasPrefix(name + "/")
+            }
+            if mine.isEmpty {
+                throw MVCError(.unknownRevision, "unknown revision '\(r)': \(side) has no artifact '\(name)'", hint: "see 'mvc artifacts'")
+            }
+            selected.formUnion(mine)
         }
-        return all.filter { ref in
-            let parts = ref.split(separator: "/").dropFirst(2)   // refs/<kind>/NAME...
-            return names.contains { n in parts.joined(separator: "/") == n || parts.joined(separator: "/").hasPrefix(n + "/") }
-        }
+        return all.filter { selected.contains($0) }
     }
 
     /// Sends what the remote lacks for the selected refs, in packs, then moves the remote refs by
@@ -154,7 +169,8 @@ public final class RemoteClient {
         let lock = try takeLock("push")
         defer { try? storage.delete(lock) }
         let local = try repo.allRefs().filter { !$0.name.hasPrefix("refs/remotes/") }
-        let selected = Set(try selectRefs(local.map(\.name), revisions: revisions))
+        for r in revisions { _ = try repo.resolve(r) }   // every revision must exist here
+        let selected = Set(try selectRefs(local.map(\.name), revisions: revisions, side: "this store"))
         let remote = try remoteRefs()
         var report = PushReport(remote: config.name, objectsSent: 0, bytesSent: 0, packsSent: 0, refsUpdated: [], rejected: [])
         var toUpdate: [(String, ObjectID, ObjectID?)] = []
@@ -341,7 +357,7 @@ public final class RemoteClient {
     public func fetch(revisions: [String] = [], progress: any ProgressSink = SilentProgress()) throws(MVCError) -> FetchReport {
         try checkFormat(create: false)
         let remote = try remoteRefs()
-        let selected = try selectRefs(remote.keys.sorted(), revisions: revisions)
+        let selected = try selectRefs(remote.keys.sorted(), revisions: revisions, side: "remote '\(config.name)'")
         var report = FetchReport(remote: config.name, objectsReceived: 0, bytesReceived: 0, refsUpdated: [], diverged: [])
         let has = try remoteIndex()
         // Phase 1: metadata (commits, moves, annotations, trees, chunk lists), object by object.
@@ -503,14 +519,19 @@ public final class RemoteClient {
     /// Re-fetches objects this store lost or holds damaged copies of (`mvc fsck --repair`). The
     /// fetched copy is written loose, which readers find before a damaged packed one.
     public func repair(_ ids: [ObjectID]) throws(MVCError) -> [ObjectID] {
+        var done = Set<ObjectID>()
+        return try repair(ids, done: &done)
+    }
+
+    private func repair(_ ids: [ObjectID], done: inout Set<ObjectID>) throws(MVCError) -> [ObjectID] {
         var repaired: [ObjectID] = []
         let has = try remoteIndex()
-        for id in ids where has[id] != nil {
+        for id in ids where has[id] != nil && done.insert(id).inserted {
             let (kind, bytes) = try fetchRecord(id)
             if kind == .chunks {
                 // Its chunks must be sound too; fetch any that are missing or damaged.
                 for c in try ChunkList.decode(bytes, id: id).chunks where (try? repo.objects.read(c.id)) == nil {
-                    repaired.append(contentsOf: try repair([c.id]))
+                    repaired.append(contentsOf: try repair([c.id], done: &done))
                 }
             }
             let loose = repo.objects.loosePath(id, kind: kind)
@@ -567,6 +588,9 @@ extension Repository {
         var all = try remotes()
         if all.contains(where: { $0.name == name }) {
             throw MVCError(.invalidArgument, "remote '\(name)' already exists", hint: "'mvc remote remove \(name)' first")
+        }
+        do throws(MVCError) { try Names.validateValue(url, what: "remote URL") } catch {
+            throw MVCError(.invalidArgument, "invalid remote URL '\(url.escapingControlCharacters)': it contains control characters", hint: "give the URL on one line")
         }
         _ = try Repository.storage(for: url)   // refuse a URL we cannot use now, not at push time
         all.append(RemoteConfig(name: name, url: url))

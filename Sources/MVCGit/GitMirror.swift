@@ -344,6 +344,14 @@ public final class GitMirror {
         try batch.commit()   // objects durable before any ref names them
         var set: [String] = [], conflicts: [String] = []
         let actor = repo.identity()
+        // Check every ref first, so a bad one stops the import before any ref moves.
+        for name in gitRefs {
+            guard let tip = try git.readRef(name), let id = primary[tip] else { continue }
+            guard try repo.objects.contains(id) else {
+                throw MVCError(.gitMirror, "'\(name)' names mvc object \(id.short), which its git commit does not carry",
+                               hint: "the mirror is damaged or was not written by mvc; nothing was imported into refs; fetch it again")
+            }
+        }
         for name in gitRefs {
             guard let tip = try git.readRef(name), let id = primary[tip] else { continue }
             let mvcRef = "refs/" + name.dropFirst("refs/mvc/".count)

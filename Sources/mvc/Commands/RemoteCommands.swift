@@ -141,6 +141,7 @@ struct GCCommand: ParsableCommand {
         try runReporting { () throws(MVCError) in
             let repo = try global.repository()
             if let remote {
+                if explain != nil { throw MVCError(.invalidArgument, "--explain works on the local store only", hint: "drop --remote, or run 'mvc gc --remote \(remote) --dry-run'") }
                 let r = try repo.remote(remote).gc(dryRun: dryRun)
                 if global.json { printJSON(r); return }
                 print("\(dryRun ? "would delete" : "deleted") \(r.deleted.count) object\(r.deleted.count == 1 ? "" : "s") (\(humanBytes(r.bytesFreed))) on \(remote); kept \(r.reachable) reachable; \(r.packsRewritten) pack\(r.packsRewritten == 1 ? "" : "s") rewritten, \(r.packsDeleted) deleted")
