@@ -1,3 +1,22 @@
+/// The objects a commit, stage move or annotation names (a commit's tree flagged as a tree), or
+/// nil when the bytes are none of those. Shared by every walk over objects that are not (yet) in
+/// the store: fetch and gc on a remote.
+func framedLinks(_ bytes: [UInt8], id: ObjectID) throws(MVCError) -> [(id: ObjectID, isTree: Bool)]? {
+    switch Framing.peekKind(bytes) {
+    case .commit?:
+        let c = try Commit.decode(bytes, id: id)
+        return [(c.tree, true)] + c.parents.map { ($0, false) } + c.inputs.map { ($0.commit, false) }
+    case .move?:
+        let m = try StageMove.decode(bytes, id: id)
+        return [m.commit, m.previous].compactMap { $0 }.map { ($0, false) }
+    case .annotation?:
+        let a = try Annotation.decode(bytes, id: id)
+        return [a.target, a.previous].compactMap { $0 }.map { ($0, false) }
+    default:
+        return nil
+    }
+}
+
 /// Walking what refs keep alive: the closure of commits, trees, blobs, chunks, moves and
 /// annotations. Shared by push (what to send), fetch (what to get), and gc (what to keep).
 extension Repository {

@@ -284,23 +284,7 @@ public final class RemoteClient {
             case .tree:
                 for t in try Tree.decode(try fetchRecord(id).bytes, id: id).entries { stack.append((t.id, t.kind == .tree ? .tree : .blob)) }
             case .any:
-                let bytes = try fetchRecord(id).bytes
-                switch Framing.peekKind(bytes) {
-                case .commit?:
-                    let c = try Commit.decode(bytes, id: id)
-                    stack.append((c.tree, .tree))
-                    stack += c.parents.map { ($0, .any) } + c.inputs.map { ($0.commit, .any) }
-                case .move?:
-                    let m = try StageMove.decode(bytes, id: id)
-                    if let c = m.commit { stack.append((c, .any)) }
-                    if let p = m.previous { stack.append((p, .any)) }
-                case .annotation?:
-                    let a = try Annotation.decode(bytes, id: id)
-                    stack.append((a.target, .any))
-                    if let p = a.previous { stack.append((p, .any)) }
-                default:
-                    break
-                }
+                for l in try framedLinks(try fetchRecord(id).bytes, id: id) ?? [] { stack.append((l.id, l.isTree ? .tree : .any)) }
             }
         }
         var report = GCReport(dryRun: dryRun, deleted: [], bytesFreed: 0, keptYoung: 0, reachable: live.count, packsRewritten: 0, packsDeleted: 0)
@@ -415,24 +399,10 @@ public final class RemoteClient {
             case .any:
                 var fetchedBytes = try metadata(id)
                 if fetchedBytes == nil { fetchedBytes = try repo.objects.read(id) }
-                let bytes = fetchedBytes!
-                switch Framing.peekKind(bytes) {
-                case .commit?:
-                    let c = try Commit.decode(bytes, id: id)
-                    stack.append((c.tree, .tree))
-                    for p in c.parents { stack.append((p, .any)) }
-                    for i in c.inputs { stack.append((i.commit, .any)) }
-                case .move?:
-                    let m = try StageMove.decode(bytes, id: id)
-                    if let c = m.commit { stack.append((c, .any)) }
-                    if let p = m.previous { stack.append((p, .any)) }
-                case .annotation?:
-                    let a = try Annotation.decode(bytes, id: id)
-                    stack.append((a.target, .any))
-                    if let p = a.previous { stack.append((p, .any)) }
-                default:
+                guard let links = try framedLinks(fetchedBytes!, id: id) else {
                     throw MVCError(.corruptObject, "remote ref target \(id.short) is not a commit, move or annotation")
                 }
+                for l in links { stack.append((l.id, l.isTree ? .tree : .any)) }
             }
         }
         // Phase 2: group by pack, sort by offset, read spans of nearby objects at once.
