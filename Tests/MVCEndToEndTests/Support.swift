@@ -126,68 +126,11 @@ enum Spawn {
     /// reported as `parentRSSKiB`. The child's figure is thus an upper bound on its true peak.
     static func run(_ executable: String, _ arguments: [String], cwd: String, environment: [String: String],
                     scratch: String) throws -> RunResult {
-        guard let addChdir else { throw E2EError("posix_spawn_file_actions_addchdir_np is not available") }
-        let token = "\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
-        let outPath = scratch + "/stdout-\(token)", errPath = scratch + "/stderr-\(token)"
-        let outFD = open(outPath, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        guard outFD >= 0 else { throw E2EError("cannot create '\(outPath)': errno \(errno)") }
-        defer { close(outFD); unlink(outPath) }
-        let errFD = open(errPath, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        guard errFD >= 0 else { throw E2EError("cannot create '\(errPath)': errno \(errno)") }
-        defer { close(errFD); unlink(errPath) }
-
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_adddup2(&actions, outFD, 1)
-        posix_spawn_file_actions_adddup2(&actions, errFD, 2)
-        guard addChdir(&actions, cwd) == 0 else { throw E2EError("cannot chdir the child to '\(cwd)'") }
-
-        // Default signal dispositions and an empty mask in the child, whatever ours are.
-        var attr = posix_spawnattr_t()
-        posix_spawnattr_init(&attr)
-        defer { posix_spawnattr_destroy(&attr) }
-        var empty = sigset_t(), defaults = sigset_t()
-        sigemptyset(&empty)
-        sigemptyset(&defaults)
-        for s in [SIGPIPE, SIGINT, SIGTERM, SIGCHLD] { sigaddset(&defaults, s) }
-        posix_spawnattr_setsigmask(&attr, &empty)
-        posix_spawnattr_setsigdefault(&attr, &defaults)
-        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-
-        let argv: [UnsafeMutablePointer<CChar>?] = ([executable] + arguments).map { strdup($0) } + [nil]
-        let envp: [UnsafeMutablePointer<CChar>?] = environment.sorted { $0.key < $1.key }.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        defer { for p in argv { free(p) }; for p in envp { free(p) } }
-
         resetPeakRSS()
         let parentRSS = ownRSSKiB()
-        var pid: pid_t = 0
-        let rc = posix_spawn(&pid, executable, &actions, &attr, argv, envp)
-        guard rc == 0 else { throw E2EError("cannot run '\(executable)': \(String(cString: strerror(rc)))") }
-
-        var status: Int32 = 0
-        var usage = rusage()
-        while wait4(pid, &status, 0, &usage) < 0 {
-            guard errno == EINTR else { throw E2EError("wait4 failed for '\(executable)': errno \(errno)") }
-        }
-        let signal = status & 0x7f
-        let exit = signal == 0 ? (status >> 8) & 0xff : 128 + signal
-        // mvc run with MVC_REPORT_PEAK_RSS=1 reports its own VmHWM, free of the accounting above;
-        // prefer it, and take the line out of stderr.
-        var stderrData = try Data(contentsOf: URL(fileURLWithPath: errPath))
-        var maxRSS = usage.ru_maxrss
-        var lines = String(decoding: stderrData, as: UTF8.self).components(separatedBy: "\n")
-        if let i = lines.lastIndex(where: { $0.hasPrefix("mvc: peak RSS ") && $0.hasSuffix(" KiB") }),
-           let kib = Int(lines[i].dropFirst("mvc: peak RSS ".count).dropLast(" KiB".count)) {
-            maxRSS = kib
-            lines.remove(at: i)
-            stderrData = Data(lines.joined(separator: "\n").utf8)
-        }
-        return RunResult(command: [executable] + arguments, status: exit,
-                         stdoutData: try Data(contentsOf: URL(fileURLWithPath: outPath)),
-                         stderrData: stderrData,
-                         maxRSSKiB: maxRSS, parentRSSKiB: parentRSS)
+        var result = try start(executable, arguments, cwd: cwd, environment: environment, scratch: scratch).wait()
+        result.parentRSSKiB = parentRSS
+        return result
     }
 
     /// Resets this process's peak RSS to its current RSS (Linux 4.0+); best effort.
