@@ -204,14 +204,28 @@ public enum GitHooks {
 
     /// Mirrors the store, then pushes every `refs/mvc/...` ref to the same remote (explicit
     /// refspecs: a glob is refused by some transports), without running hooks again.
+    /// Then, when the store has a default mvc remote, pushes the artifact bytes there too, so a
+    /// clone of the code can fetch what its mvc.lock names.
     static func prePush(_ repo: Repository, mirror: GitMirror, remote: String) throws(MVCError) -> [String] {
         _ = try mirror.sync()
+        var messages: [String] = []
         let refs = try mirror.git.refNames(glob: "refs/mvc/*")
-        guard !refs.isEmpty else { return [] }
-        let r = git(["push", "--no-verify", "--quiet", remote] + refs.map { "\($0):\($0)" }, in: mirror.gitWorkTree)
-        if r.status != 0 {
-            return ["mvc: pushing refs/mvc/ to '\(remote)' failed (exit \(r.status)); the code push goes on. Retry with: git push \(remote) 'refs/mvc/*:refs/mvc/*'"]
+        if !refs.isEmpty {
+            let r = git(["push", "--no-verify", "--quiet", remote] + refs.map { "\($0):\($0)" }, in: mirror.gitWorkTree)
+            if r.status != 0 {
+                messages.append("mvc: pushing refs/mvc/ to '\(remote)' failed (exit \(r.status)); the code push goes on. Retry with: git push \(remote) 'refs/mvc/*:refs/mvc/*'")
+            } else {
+                messages.append("mvc: pushed \(refs.count) ref\(refs.count == 1 ? "" : "s") under refs/mvc/ to '\(remote)'")
+            }
         }
-        return ["mvc: pushed \(refs.count) ref\(refs.count == 1 ? "" : "s") under refs/mvc/ to '\(remote)'"]
+        guard !(try repo.remotes()).isEmpty, let store = try? repo.remote(nil) else { return messages }
+        do throws(MVCError) {
+            let p = try store.push()
+            messages.append("mvc: pushed \(p.objectsSent) object\(p.objectsSent == 1 ? "" : "s") to mvc remote '\(p.remote)'"
+                            + (p.rejected.isEmpty ? "" : "; rejected \(p.rejected.joined(separator: ", ")) (run 'mvc fetch')"))
+        } catch {
+            messages.append("mvc: pushing artifacts to mvc remote '\(store.config.name)' failed: \(error.message.escapingControlCharacters); the code push goes on. Retry with: mvc push")
+        }
+        return messages
     }
 }
