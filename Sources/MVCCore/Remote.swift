@@ -137,10 +137,6 @@ public final class RemoteClient {
         _ = try decode(id, kind: kind, bytes)
     }
 
-    func isAncestor(_ ancestor: ObjectID, of descendant: ObjectID) throws(MVCError) -> Bool {
-        try repo.isAncestor(ancestor, of: descendant)
-    }
-
     /// The refs to transfer: all, or those of the artifacts `revisions` name. Every revision must
     /// name an artifact among `all` (a typo is an error, not a silent no-op).
     func selectRefs(_ all: [String], revisions: [String], side: String) throws(MVCError) -> [String] {
@@ -177,7 +173,7 @@ public final class RemoteClient {
         for (name, value) in local where selected.contains(name) {
             let current = remote[name]
             if current == value { continue }
-            if let current, try !isAncestor(current, of: value) { report.rejected.append(name); continue }
+            if let current, try !repo.isAncestor(current, of: value) { report.rejected.append(name); continue }
             toUpdate.append((name, value, current))
         }
         // Objects: the closure of what we push, minus what the remote has.
@@ -230,10 +226,11 @@ public final class RemoteClient {
         }
         try flush()
         progress.end()
+        let actor = repo.identity()   // once: it may ask git for the user
         for (name, value, current) in toUpdate {
             try storage.swap(name, expected: current.map { Array("\($0.hex)\n".utf8) }, new: Array("\(value.hex)\n".utf8))
             report.refsUpdated.append(name)
-            try? setTracking(name, value)
+            try? setTracking(name, value, actor: actor)
         }
         return report
     }
@@ -330,10 +327,10 @@ public final class RemoteClient {
     }
 
     /// Remote-tracking ref: what `name` held on this remote when last seen.
-    func setTracking(_ name: String, _ value: ObjectID) throws(MVCError) {
+    func setTracking(_ name: String, _ value: ObjectID, actor: Signature) throws(MVCError) {
         let tracking = "refs/remotes/\(config.name)/" + name.dropFirst("refs/".count)
         let current = try repo.refs.read(tracking)
-        if current != value { try repo.refs.update(tracking, from: current, to: value, actor: repo.identity(), message: "remote \(config.name): \(name)") }
+        if current != value { try repo.refs.update(tracking, from: current, to: value, actor: actor, message: "remote \(config.name): \(name)") }
     }
 
     /// Gets what the selected remote refs need and this store lacks, verifying every object on
@@ -447,13 +444,14 @@ public final class RemoteClient {
         }
         try lists.commit()
 
+        let actor = repo.identity()   // once: it may ask git for the user
         for name in selected {
             guard let value = remote[name] else { continue }
-            try setTracking(name, value)
+            try setTracking(name, value, actor: actor)
             let current = try repo.refs.read(name)
             if current == value { continue }
-            if let current, try !isAncestor(current, of: value) { report.diverged.append(name); continue }
-            try repo.refs.update(name, from: current, to: value, actor: repo.identity(), message: "fetch from \(config.name)")
+            if let current, try !repo.isAncestor(current, of: value) { report.diverged.append(name); continue }
+            try repo.refs.update(name, from: current, to: value, actor: actor, message: "fetch from \(config.name)")
             report.refsUpdated.append(name)
         }
         return report

@@ -276,8 +276,9 @@ public final class GitMirror {
                 if try gitDescends(current, from: target) { ahead.append(gitRef); continue }
                 if !force, try !gitDescends(target, from: current) { conflicts.append(gitRef); continue }
             }
-            // The reflog entry says who moved it and why (the move's actor and reason).
-            var actor = repo.identity()
+            // The reflog entry says who moved it and why: the actor recorded in the object itself
+            // (no lookup of the current user, which would spawn git for every ref).
+            let actor: Signature
             var why = "mvc: \(mvcRef)"
             if kind == "move" {
                 let m = try repo.objects.readMove(value)
@@ -290,6 +291,8 @@ public final class GitMirror {
                 let c = try repo.objects.readCommit(value)
                 actor = c.author
                 why = "commit: \(c.artifact)@v\(c.version)"
+            } else {
+                actor = try repo.objects.readAnnotation(value).actor
             }
             try git.setIdentity(name: actor.name, email: actor.email)
             do throws(MVCError) {
