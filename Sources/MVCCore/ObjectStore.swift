@@ -291,7 +291,6 @@ public final class ObjectBatch {
     private var pendingIndex: [ObjectID: Int] = [:]
     private var pendingBytes = 0
     private(set) var newBytes: UInt64 = 0
-    private(set) var newObjects = 0
 
     static let looseLimit = (objects: 64, bytes: 1 << 20)
 
@@ -330,7 +329,7 @@ public final class ObjectBatch {
         } else {
             try packWriter().append(id, kind: kind, bytes)
         }
-        newBytes += UInt64(bytes.count); newObjects += 1
+        newBytes += UInt64(bytes.count)
     }
 
     /// Adds a raw object unless it is already stored.
@@ -361,13 +360,6 @@ public final class ObjectBatch {
 
     public func put(_ tree: Tree) throws(MVCError) -> ObjectID { try putRaw(tree.encoded()) }
     public func put(_ commit: Commit) throws(MVCError) -> ObjectID { try putRaw(commit.encoded()) }
-
-    /// Reads an object of this batch or the store (trees and commits written earlier in the batch).
-    func readRaw(_ id: ObjectID) throws(MVCError) -> [UInt8] {
-        if let i = pendingIndex[id] { return pending[i].bytes }
-        if let w = writer, let e = w.entry(id) { return try w.readBack(e) }
-        return try store.read(id)
-    }
 
     /// Makes every object durable: the pack (fsync of pack, index and directory), or each loose
     /// file and then each directory it went into. After this returns, a ref may point at them.

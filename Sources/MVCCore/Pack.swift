@@ -183,7 +183,6 @@ final class PackWriter {
     private var offset: UInt64 = 0
     private var entries: [ObjectID: Pack.Entry] = [:]
     private var buffer: [UInt8] = []
-    private(set) var bytesWritten: UInt64 = 0
 
     private let durable: Bool
 
@@ -202,9 +201,7 @@ final class PackWriter {
         FileIO.unlink(tmpPack)
     }
 
-    var isEmpty: Bool { entries.isEmpty }
     func contains(_ id: ObjectID) -> Bool { entries[id] != nil }
-    func entry(_ id: ObjectID) -> Pack.Entry? { entries[id] }
 
     func append(_ id: ObjectID, kind: StorageKind, _ bytes: UnsafeRawBufferPointer) throws(MVCError) {
         if entries[id] != nil { return }
@@ -216,7 +213,6 @@ final class PackWriter {
         let dataOffset = offset + UInt64(header.count)
         entries[id] = Pack.Entry(id: id, kind: kind, offset: dataOffset, length: UInt64(bytes.count))
         offset = dataOffset + UInt64(bytes.count)
-        bytesWritten += UInt64(bytes.count)
         startWriteback()
     }
 
@@ -229,13 +225,6 @@ final class PackWriter {
         _ = mvc_sync_file_range(fd, Int64(writebackFrom), Int64(offset - writebackFrom), UInt32(MVC_SYNC_FILE_RANGE_WRITE))
         #endif
         writebackFrom = offset
-    }
-
-    /// Reads back an object appended earlier in this batch (dedup within a commit, tests).
-    func readBack(_ e: Pack.Entry) throws(MVCError) -> [UInt8] {
-        let out = try withFreshBuffer(count: Int(e.length)) { (b) throws(MVCError) -> Int in try FileIO.pread(fd, into: b, at: e.offset, path: tmpPack) }
-        guard out.count == Int(e.length) else { throw .corrupt(e.id, "pack being written is short") }
-        return out
     }
 
     /// Syncs and publishes the pack; returns its name, or nil when nothing was appended.

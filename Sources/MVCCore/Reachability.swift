@@ -42,7 +42,7 @@ extension Repository {
     /// `opaque`: roots that may be plain files (recent objects gc keeps): if one does not parse as
     /// the object its header claims, it is kept as bytes instead of failing the walk.
     public func closure(of roots: [(label: String, id: ObjectID)], explain: Bool = false, tolerateMissing: Bool = false,
-                        skip: Set<ObjectID> = [], opaque: Set<ObjectID> = []) throws(MVCError) -> (objects: Set<ObjectID>, reasons: [ObjectID: Reason], missing: Set<ObjectID>) {
+                        opaque: Set<ObjectID> = []) throws(MVCError) -> (objects: Set<ObjectID>, reasons: [ObjectID: Reason], missing: Set<ObjectID>) {
         var seen = Set<ObjectID>()
         var reasons: [ObjectID: Reason] = [:]
         var missing = Set<ObjectID>()
@@ -50,7 +50,7 @@ extension Repository {
         enum Kind { case any, tree, blob }
         var stack: [(ObjectID, Kind, Reason?)] = roots.reversed().map { ($0.id, .any, explain ? Reason(root: $0.label, path: []) : nil) }
         while let (id, kind, reason) = stack.popLast() {
-            guard !skip.contains(id), seen.insert(id).inserted else { continue }
+            guard seen.insert(id).inserted else { continue }
             if let reason { reasons[id] = reason }
             func child(_ c: ObjectID, _ k: Kind, _ step: String) {
                 stack.append((c, k, reason.map { Reason(root: $0.root, path: $0.path + [step]) }))
