@@ -192,21 +192,8 @@ public final class Repository: Sendable {
 /// The few git facts mvc reads through the `git` command (no libgit2 in the core).
 enum Git {
     static func run(_ args: [String], in dir: String) -> (status: Int32, out: String)? {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["git"] + args
-        process.currentDirectoryURL = URL(fileURLWithPath: dir)
-        var env = ProcessInfo.processInfo.environment
-        env["GIT_OPTIONAL_LOCKS"] = "0"
-        process.environment = env
-        let out = Pipe()
-        process.standardOutput = out
-        process.standardError = FileHandle.nullDevice
-        process.standardInput = FileHandle.nullDevice
-        do { try process.run() } catch { return nil }
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+        guard let r = Subprocess.run(["git", "-C", dir] + args, environment: ["GIT_OPTIONAL_LOCKS": "0"]) else { return nil }
+        return (r.status, r.text)
     }
 
     static func config(_ key: String, in dir: String) -> String? {

@@ -141,17 +141,8 @@ public enum GitHooks {
     }
 
     static func git(_ args: [String], in dir: String) -> (status: Int32, out: String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = ["git"] + args
-        p.currentDirectoryURL = URL(fileURLWithPath: dir)
-        let pipe = Pipe()
-        p.standardOutput = pipe
-        p.standardError = FileHandle.standardError
-        do { try p.run() } catch { return (127, "") }
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+        guard let r = Subprocess.run(["git", "-C", dir] + args, inheritStandardError: true) else { return (127, "") }
+        return (r.status, r.text)
     }
 
     /// Refuses a git commit that adds a file mvc tracks, or a large file in a work tree with mvc
