@@ -25,6 +25,10 @@ let package = Package(
             pkgConfig: "libcrypto",
             providers: [.apt(["libssl-dev"])]
         ),
+        // The loops every committed byte goes through: SHA-256 of a file and of its chunks in one
+        // pass (streams interleaved with the x86 SHA extensions, OpenSSL's block function
+        // elsewhere) and the gear cut-point search.
+        .target(name: "CMVCKernels", dependencies: ["CMVCCrypto"]),
         // libgit2 (Debian `libgit2-dev`), for the git mirror.
         .systemLibrary(
             name: "CLibGit2",
@@ -40,7 +44,7 @@ let package = Package(
         // The object model, store, refs and operations. Knows nothing of git's libraries.
         .target(
             name: "MVCCore",
-            dependencies: ["CMVCCrypto", "CZstd", .product(name: "Yams", package: "Yams")],
+            dependencies: ["CMVCCrypto", "CMVCKernels", "CZstd", .product(name: "Yams", package: "Yams")],
             swiftSettings: strictSettings
         ),
         // The git mirror (libgit2) and git hooks.

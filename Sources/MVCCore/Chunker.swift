@@ -1,3 +1,5 @@
+internal import CMVCKernels
+
 /// Content-defined chunking with a gear rolling hash and FastCDC's normalised cut points.
 ///
 /// Normative description in `docs/FORMAT.md` ("Chunking"). In short, for a chunk starting at the
@@ -70,24 +72,9 @@ public struct Chunker: Sendable {
         let n = buffer.count
         if n < parameters.max && !atEnd { return nil }
         if n <= parameters.min { return n }
-        let end = Swift.min(n, parameters.max)
-        let barrier = Swift.min(end, parameters.avg)
         let bytes = buffer.baseAddress!.assumingMemoryBound(to: UInt8.self)
-        return gearTable.withUnsafeBufferPointer { gear -> Int in
-            let g = gear.baseAddress!
-            var h: UInt64 = 0
-            var i = parameters.min
-            while i < barrier {
-                h = (h << 1) &+ g[Int(bytes[i])]
-                if h & maskS == 0 { return i + 1 }
-                i += 1
-            }
-            while i < end {
-                h = (h << 1) &+ g[Int(bytes[i])]
-                if h & maskL == 0 { return i + 1 }
-                i += 1
-            }
-            return end
+        return gearTable.withUnsafeBufferPointer { gear in
+            mvc_gear_cut(bytes, n, parameters.min, parameters.avg, parameters.max, maskS, maskL, gear.baseAddress!)
         }
     }
 
