@@ -187,4 +187,165 @@ final class BlobWriter {
         try batch.putChunkList(id, ChunkList(chunks: chunks))
         return Stored(id: id, size: total, stat: before, readAt: readAt)
     }
+
+    // MARK: many small files
+
+    /// Files at most this large go through `storeMany`'s batches; larger ones through `store`.
+    static let smallFileLimit = 1 << 20
+
+    /// A group of small files read into one buffer by the reading queue.
+    ///
+    /// `@unchecked Sendable`: filled on the reading queue, then read on the calling thread only
+    /// after `ready` is signalled; the calling thread hands the group back (`free`) before it is
+    /// refilled.
+    private final class SmallGroup: @unchecked Sendable {
+        let buffer: UnsafeMutableRawBufferPointer
+        var items: [(index: Int, offset: Int, length: Int, stat: FileIO.Stat, readAt: Int64)] = []
+        /// Files that must go through `store` instead (grew past what was expected, changed while read).
+        var fallback: [Int] = []
+        /// What to hash (each file with one chunk; else the whole file and each chunk), which
+        /// messages belong to which item, and their ids.
+        var messages: [UnsafeRawBufferPointer] = []
+        var plan: [(item: Int, pieces: Range<Int>, whole: Int?)] = []
+        var ids: [ObjectID] = []
+        var failure: MVCError?
+        let ready = DispatchSemaphore(value: 0)
+        let free = DispatchSemaphore(value: 1)
+
+        init(capacity: Int) { buffer = .allocate(byteCount: capacity, alignment: 64) }
+        deinit { buffer.deallocate() }
+
+        /// Cuts each file read and hashes the pieces, up to four side by side.
+        func hash(_ chunker: Chunker) {
+            messages.removeAll(keepingCapacity: true)
+            plan.removeAll(keepingCapacity: true)
+            let base = UnsafeRawPointer(buffer.baseAddress!)
+            for (k, item) in items.enumerated() {
+                let bytes = UnsafeRawBufferPointer(start: base + item.offset, count: item.length)
+                var cuts: [UnsafeRawBufferPointer] = []
+                var p = 0
+                while p < bytes.count {
+                    let cut = chunker.nextCut(UnsafeRawBufferPointer(rebasing: bytes[p...]), atEnd: true)!
+                    cuts.append(UnsafeRawBufferPointer(rebasing: bytes[p..<(p + cut)]))
+                    p += cut
+                }
+                var whole: Int?
+                if cuts.count != 1 { whole = messages.count; messages.append(bytes) }
+                let first = messages.count
+                messages.append(contentsOf: cuts)
+                plan.append((k, first..<messages.count, whole))
+            }
+            ids = ObjectID.hashMany(messages)
+        }
+
+        /// Reads as many of `paths[from...]` as fit; returns the index of the first not taken.
+        func fill(_ paths: [(path: String, size: UInt64)], from: Int, limit: Int) -> Int {
+            items.removeAll(keepingCapacity: true)
+            fallback.removeAll(keepingCapacity: true)
+            failure = nil
+            var used = 0, i = from
+            while i < paths.count && items.count + fallback.count < limit {
+                let expected = Int(paths[i].size)
+                // One byte more than expected, to see growth; stop when the next file does not fit.
+                if used + expected + 1 > buffer.count && i > from { break }
+                do throws(MVCError) {
+                    let fd = try FileIO.openRead(paths[i].path)
+                    defer { close(fd) }
+                    let before = try FileIO.stat(fd: fd, path: paths[i].path)
+                    let readAt = StatCache.now()
+                    guard before.isRegular else {
+                        throw MVCError(.unsupportedFileType, "'\(paths[i].path)' is not a regular file", hint: "mvc stores regular files and directories")
+                    }
+                    let room = min(expected + 1, buffer.count - used)
+                    let n = try FileIO.readFully(fd, into: UnsafeMutableRawBufferPointer(rebasing: buffer[used..<(used + room)]), path: paths[i].path)
+                    let after = try FileIO.stat(fd: fd, path: paths[i].path)
+                    if n == room || after != before || UInt64(n) != after.size {
+                        fallback.append(i)      // grew, or changed while read: `store` decides
+                    } else {
+                        items.append((i, used, n, before, readAt))
+                        used += n
+                    }
+                } catch {
+                    failure = error
+                    return i + 1
+                }
+                i += 1
+            }
+            return i
+        }
+    }
+
+    /// Stores every file of `files` (paths with the sizes a walk saw) and returns their results in
+    /// the same order. Small files are read in groups of up to 8 MiB by a reading queue, which also
+    /// cuts and hashes them, up to four messages side by side (`ObjectID.hashMany`: many small
+    /// files cost less than one stream of their total size), while this thread stores the previous
+    /// group's objects. Larger files go through `store`. `progress` gets each file's index and size once it is stored.
+    func storeMany(_ files: [(path: String, size: UInt64)], progress: (Int, UInt64) -> Void) throws(MVCError) -> [Stored] {
+        var results = [Stored?](repeating: nil, count: files.count)
+        var small: [(path: String, size: UInt64)] = [], smallIndex: [Int] = []
+        for (i, f) in files.enumerated() {
+            if f.size <= UInt64(BlobWriter.smallFileLimit) { small.append(f); smallIndex.append(i); continue }
+            let stored = try store(path: f.path) { _ in }
+            results[i] = stored
+            progress(i, stored.size)
+        }
+
+        let groups = [SmallGroup(capacity: BlobWriter.blockSize + BlobWriter.smallFileLimit + 1),
+                      SmallGroup(capacity: BlobWriter.blockSize + BlobWriter.smallFileLimit + 1)]
+        let readQueue = DispatchQueue(label: "mvc.read")
+        defer { readQueue.sync {} }
+        let perGroup = 1024
+        // Hands out group k's range of files; the reading queue runs ahead by one group.
+        final class Cursor: @unchecked Sendable { var next = 0 }   // touched on the reading queue only
+        let cursor = Cursor()
+        let smallFiles = small
+        let chunker = self.chunker
+        func schedule(_ g: SmallGroup) {
+            readQueue.async {
+                g.free.wait()
+                cursor.next = g.fill(smallFiles, from: cursor.next, limit: perGroup)
+                g.hash(chunker)
+                g.ready.signal()
+            }
+        }
+        var scheduled = 0, consumed = 0
+        // Groups needed: unknown until read; keep one read ahead while files remain.
+        func moreToRead() -> Bool { readQueue.sync { cursor.next < smallFiles.count } }
+        if !small.isEmpty { schedule(groups[0]); scheduled = 1 }
+        while consumed < scheduled {
+            let g = groups[consumed % 2]
+            g.ready.wait()
+            if moreToRead() { schedule(groups[scheduled % 2]); scheduled += 1 }
+            defer { g.free.signal() }
+            if let failure = g.failure { throw failure }
+            let messages = g.messages, plan = g.plan, ids = g.ids
+            for entry in plan {
+                let item = g.items[entry.item]
+                let id: ObjectID
+                if let w = entry.whole {
+                    var list: [ChunkList.Chunk] = []
+                    for m in entry.pieces {
+                        try batch.putRaw(ids[m], messages[m])
+                        list.append(.init(id: ids[m], size: UInt32(messages[m].count)))
+                    }
+                    id = ids[w]
+                    if list.isEmpty { try batch.putRaw(id, messages[w]) } else { try batch.putChunkList(id, ChunkList(chunks: list)) }
+                } else {
+                    id = ids[entry.pieces.lowerBound]
+                    try batch.putRaw(id, messages[entry.pieces.lowerBound])
+                }
+                let index = smallIndex[item.index]
+                results[index] = Stored(id: id, size: UInt64(item.length), stat: item.stat, readAt: item.readAt)
+                progress(index, UInt64(item.length))
+            }
+            for f in g.fallback {
+                let index = smallIndex[f]
+                let stored = try store(path: small[f].path) { _ in }
+                results[index] = stored
+                progress(index, stored.size)
+            }
+            consumed += 1
+        }
+        return results.map { $0! }
+    }
 }

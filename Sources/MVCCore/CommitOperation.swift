@@ -96,20 +96,34 @@ extension Repository {
         let writer = BlobWriter(chunker: Chunker(config.chunking), batch: batch)
         progress.begin("committing \(request.name)", totalBytes: totalBytes, totalFiles: found.count)
         let cache = statCache()
-        var files: [FileEntry] = []
-        for f in found {
-            let kind: TreeEntry.Kind = f.stat.isExecutable ? .exec : .file
+        var entries: [FileEntry?] = Array(repeating: nil, count: found.count)
+        var toRead: [Int] = []
+        for (i, f) in found.enumerated() {
             if let id = cache.lookup(f.relativePath, f.stat), try batch.contains(id) {
                 // Unchanged since mvc last read it, and its bytes are stored: nothing to read.
-                files.append(FileEntry(path: f.relativePath, kind: kind, size: f.stat.size, id: id))
+                entries[i] = FileEntry(path: f.relativePath, kind: f.stat.isExecutable ? .exec : .file, size: f.stat.size, id: id)
                 progress.advance(bytes: f.stat.size, path: f.relativePath)
-                continue
+            } else {
+                toRead.append(i)
             }
+        }
+        if toRead.count == 1, let i = toRead.first {
+            // One file (a model): its own pipeline, with progress as the bytes go by.
+            let f = found[i]
             let stored = try writer.store(path: joinPath(workTree, f.relativePath)) { progress.advance(bytes: $0, path: f.relativePath) }
             cache.record(f.relativePath, stored.stat, readAt: stored.readAt, stored.id)
-            files.append(FileEntry(path: f.relativePath, kind: kind, size: stored.size, id: stored.id))
+            entries[i] = FileEntry(path: f.relativePath, kind: f.stat.isExecutable ? .exec : .file, size: stored.size, id: stored.id)
+        } else if !toRead.isEmpty {
+            let paths = toRead.map { (path: joinPath(workTree, found[$0].relativePath), size: found[$0].stat.size) }
+            let stored = try writer.storeMany(paths) { k, size in progress.advance(bytes: size, path: found[toRead[k]].relativePath) }
+            for (k, s) in stored.enumerated() {
+                let f = found[toRead[k]]
+                cache.record(f.relativePath, s.stat, readAt: s.readAt, s.id)
+                entries[toRead[k]] = FileEntry(path: f.relativePath, kind: s.stat.isExecutable ? .exec : .file, size: s.size, id: s.id)
+            }
         }
         progress.end()
+        let files = entries.map { $0! }
         defer { cache.save() }
         let tree = try buildTree(files, batch: batch)
 
