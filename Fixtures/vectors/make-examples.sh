@@ -24,7 +24,8 @@ with open("embeddings.bin", "wb") as f:
 PY
 run() { printf '$ %s\n' "$*"; local rc=0; "$@" || rc=$?; [ $rc = 0 ] || echo "(exit $rc)"; echo; return $rc; }
 run "$MVC" version
-run "$MVC" init
+# The examples keep the chunk sizes they were made with (the default changed to 32K/128K/512K later).
+run "$MVC" init --chunking 64K/256K/1M
 run "$MVC" commit hello.txt --name hello -m "a small blob"
 run "$MVC" commit data --name iris --kind dataset --version 1.0.0 -m "iris-like dataset, 150 rows"
 run "$MVC" commit config/train.yaml --name train-config --kind config -m "baseline config"

@@ -259,10 +259,10 @@ struct FormatVectorsTests {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("mvc-vectors-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let repo = try Repository.initialize(at: dir)
         guard let big = Self.vectors.chunker.first(where: { $0.chunkList != nil }), let expected = big.chunkList else {
             Issue.record("no chunk list vector"); return
         }
+        let repo = try Repository.initialize(at: dir, chunking: big.parameters)
         #expect(big.parameters == repo.config.chunking)
         try Data(Self.input(big.input)).write(to: URL(fileURLWithPath: dir + "/big.bin"))
         try Data("hello, mvc\n".utf8).write(to: URL(fileURLWithPath: dir + "/small.txt"))

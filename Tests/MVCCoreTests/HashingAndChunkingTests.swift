@@ -100,4 +100,14 @@ struct ChunkerTests {
         #expect(throws: MVCError.self) { try ChunkerParameters(min: 1024, avg: 4096, max: 4096).validate() }
         #expect(throws: Never.self) { try ChunkerParameters.standard.validate() }
     }
+
+    @Test("MIN/AVG/MAX sizes parse with K and M suffixes and are validated")
+    func parseSizes() throws {
+        #expect(try ChunkerParameters.parse("32K/128K/512K") == .standard)
+        #expect(try ChunkerParameters.parse("64k/256K/1M") == ChunkerParameters(min: 65536, avg: 262144, max: 1 << 20))
+        #expect(try ChunkerParameters.parse("1024/4096/16384") == ChunkerParameters(min: 1024, avg: 4096, max: 16384))
+        for bad in ["", "32K/128K", "32K/128K/512K/1M", "32K/100K/512K", "a/b/c", "32K/128K/65M", "-1/4096/16384", "٣٢K/128K/512K"] {
+            #expect(throws: MVCError.self, "\(bad)") { try ChunkerParameters.parse(bad) }
+        }
+    }
 }

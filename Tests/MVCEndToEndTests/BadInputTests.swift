@@ -239,4 +239,28 @@ struct BadInputTests {
         #expect(storeListing(sb) == before)
         try p.expectIntact()
     }
+
+    @Test("init --chunking records the sizes; bad sizes are refused before anything is created")
+    func initChunking() throws {
+        let sb = try Sandbox()
+        for bad in ["32K/128K", "32K/100K/512K", "128K/32K/512K", "1K/4K/128M", "x/y/z", "0/128K/512K"] {
+            try sb.mvcFails(["init", "--chunking", bad], mentioning: "chunking")
+            #expect(!sb.existsAbsolute(sb.path(".mvc")), "nothing was created for '\(bad)'")
+        }
+        try sb.mvcOK("init", "--chunking", "16K/64K/256k")
+        let config = String(decoding: try sb.read(".mvc/config"), as: UTF8.self)
+        #expect(config.contains("min = 16384") && config.contains("avg = 65536") && config.contains("max = 262144"))
+        // A file larger than max is cut with the store's sizes: at least 4 chunks of at most 256 KiB.
+        var bytes = [UInt8](repeating: 0, count: 1 << 20)
+        var x: UInt64 = 0x9E37_79B9_7F4A_7C15
+        for i in bytes.indices { x ^= x << 13; x ^= x >> 7; x ^= x << 17; bytes[i] = UInt8(truncatingIfNeeded: x) }
+        try sb.write("big.bin", Data(bytes))
+        try sb.mvcOK("commit", "big.bin", "--name", "big")
+        let fsck = try sb.mvcOK("fsck").stdout
+        #expect(fsck.contains("no problems"))
+        // "checked N objects": the chunks, their list, a tree and a commit. With 512 KiB chunks at
+        // most (the default) there would be 2 to 4 chunks.
+        let checked = fsck.split(separator: " ").dropFirst().first.flatMap { Int($0) } ?? 0
+        #expect(checked >= 4 + 3, "\(fsck)")
+    }
 }
