@@ -670,9 +670,9 @@ def build(args):
     scratch = os.path.abspath(os.path.join(REPO, args.scratch_path))
     if not args.no_build:
         log(f"building mvc (release, scratch path {scratch}) ...")
-        subprocess.run(["swift", "build", "-c", "release", "--product", "mvc", "--scratch-path", scratch], cwd=REPO, check=True,
+        subprocess.run(["swift", "build", "-c", "release", "--static-swift-stdlib", "--product", "mvc", "--scratch-path", scratch], cwd=REPO, check=True,
                        stdout=sys.stderr)
-    bindir = subprocess.run(["swift", "build", "-c", "release", "--scratch-path", scratch, "--show-bin-path"], cwd=REPO,
+    bindir = subprocess.run(["swift", "build", "-c", "release", "--static-swift-stdlib", "--scratch-path", scratch, "--show-bin-path"], cwd=REPO,
                             check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
     mvc = os.path.join(bindir, "mvc")
     if not os.access(mvc, os.X_OK):

@@ -4,8 +4,9 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 bash "$ROOT/Scripts/install-deps.sh"
-swift build -c release --package-path "$ROOT" --product mvc >&2
-MVC="$(swift build -c release --package-path "$ROOT" --show-bin-path)/mvc"
+# The Swift runtime and Foundation linked in: mvc starts in ~9 ms instead of ~14 (see README).
+swift build -c release --static-swift-stdlib --package-path "$ROOT" --product mvc >&2
+MVC="$(swift build -c release --static-swift-stdlib --package-path "$ROOT" --show-bin-path)/mvc"
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/mvc-demo.XXXXXX")"
 trap 'rm -rf "$WORK"' EXIT

@@ -10,6 +10,8 @@ have_pc libcrypto || need+=(libssl-dev)
 have_pc zlib || need+=(zlib1g-dev)
 have_pc libgit2 || need+=(libgit2-dev)
 have_pc libzstd || need+=(libzstd-dev)
+# Linking Foundation statically (swift build --static-swift-stdlib, for a fast start) needs libcurl.
+have_pc libcurl || need+=(libcurl4-openssl-dev)
 command -v git >/dev/null 2>&1 || need+=(git)
 git lfs version >/dev/null 2>&1 || need+=(git-lfs)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
