@@ -168,6 +168,51 @@ enum FileIO {
         return names
     }
 
+    /// A directory's entries (without `.` and `..`, unsorted), each name as raw bytes with its
+    /// `lstat`, made with `fstatat` relative to the open directory: no path is resolved again for
+    /// each entry, and no `String` is made. `stat` is nil for an entry that vanished after it was
+    /// listed. nil when the directory does not exist or is no longer a directory (a symlink to one
+    /// is not followed).
+    static func listDirectoryWithStats(_ path: String) throws(MVCError) -> [(name: [UInt8], stat: Stat?)]? {
+        let fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        if fd < 0 {
+            if errno == ENOENT || errno == ENOTDIR || errno == ELOOP { return nil }
+            throw .io("list", path: path, errno: errno)
+        }
+        guard let dir = fdopendir(fd) else {
+            let e = errno
+            close(fd)
+            throw .io("list", path: path, errno: e)
+        }
+        defer { closedir(dir) }
+        var out: [(name: [UInt8], stat: Stat?)] = []
+        var st = Glibc.stat()
+        while true {
+            errno = 0
+            guard let entry = readdir(dir) else {
+                if errno != 0 { throw .io("list", path: path, errno: errno) }
+                break
+            }
+            let failure: (code: Int32, name: [UInt8])? = withUnsafePointer(to: &entry.pointee.d_name) { raw in
+                raw.withMemoryRebound(to: CChar.self, capacity: 256) { (name: UnsafePointer<CChar>) -> (code: Int32, name: [UInt8])? in
+                    let len = strlen(name)
+                    if name[0] == 0x2E && (len == 1 || (len == 2 && name[1] == 0x2E)) { return nil }   // "." and ".."
+                    let bytes = name.withMemoryRebound(to: UInt8.self, capacity: len) { Array(UnsafeBufferPointer(start: $0, count: len)) }
+                    if fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 {
+                        out.append((bytes, Stat(st)))
+                    } else if errno == ENOENT {
+                        out.append((bytes, nil))
+                    } else {
+                        return (errno, bytes)
+                    }
+                    return nil
+                }
+            }
+            if let failure { throw .io("stat", path: joinPath(path, String(decoding: failure.name, as: UTF8.self)), errno: failure.code) }
+        }
+        return out
+    }
+
     /// Reads a whole small file (refs, config, logs); nil if it does not exist.
     static func readSmallFile(_ path: String, limit: Int = 64 << 20) throws(MVCError) -> [UInt8]? {
         let fd = open(path, O_RDONLY | O_CLOEXEC)

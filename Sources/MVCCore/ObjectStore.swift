@@ -85,25 +85,38 @@ public final class ObjectStore: Sendable {
 
     /// Where an object is stored. On a miss, `refresh` re-lists the packs if the directory changed,
     /// so a long-lived store sees packs that other processes published since.
-    func locate(_ id: ObjectID, refresh: Bool = true) throws(MVCError) -> Location? {
+    ///
+    /// Reads look at loose files first: a sound loose copy shadows a damaged packed one (as
+    /// `fsck --repair` leaves them). Presence checks (`packsFirst`) look in the pack indexes first,
+    /// which are in memory, and probe the two loose paths (two `lstat`s) only on a miss there: a
+    /// re-commit of many unchanged files asks for each of them.
+    func locate(_ id: ObjectID, refresh: Bool = true, packsFirst: Bool = false) throws(MVCError) -> Location? {
+        if packsFirst, let found = try findPacked(id) { return found }
         for kind in [StorageKind.raw, .chunks] {
             let path = loosePath(id, kind: kind)
             if let st = try FileIO.lstat(path), st.isRegular { return .loose(path: path, kind: kind, size: st.size) }
         }
-        for pack in try loadedPacks() {
-            if let e = pack.find(id) { return .packed(pack, e) }
-        }
+        if !packsFirst, let found = try findPacked(id) { return found }
         if refresh {
             let before = try loadedPacks().count
             let now = try refreshPacks()
-            if now.count != before { return try locate(id, refresh: false) }
+            if now.count != before { return try locate(id, refresh: false, packsFirst: packsFirst) }
+        }
+        return nil
+    }
+
+    private func findPacked(_ id: ObjectID) throws(MVCError) -> Location? {
+        for pack in try loadedPacks() {
+            if let e = pack.find(id) { return .packed(pack, e) }
         }
         return nil
     }
 
     /// True if the object is stored. `refresh: false` skips re-listing packs on a miss (dedup
     /// checks while writing, where a miss only costs a duplicate copy).
-    public func contains(_ id: ObjectID, refresh: Bool = true) throws(MVCError) -> Bool { try locate(id, refresh: refresh) != nil }
+    public func contains(_ id: ObjectID, refresh: Bool = true) throws(MVCError) -> Bool {
+        try locate(id, refresh: refresh, packsFirst: true) != nil
+    }
 
     /// Reads a stored record's bytes (a raw object or a chunk list), unverified.
     func readRecord(_ loc: Location, id: ObjectID, limit: Int) throws(MVCError) -> [UInt8] {
@@ -156,10 +169,11 @@ public final class ObjectStore: Sendable {
 
     /// Streams an object's content in pieces of at most 1 MiB. A chunk list is checked against its
     /// checksum; then either each chunk is verified against its own id before it is passed on, or,
-    /// with `verifyWhole` (checkout, fsck), the SHA-256 of the whole content is checked against the
-    /// object's id instead (one hash pass, and the only check that binds the list to the id). The
-    /// last check happens after the last piece, so callers write to a temp file and publish it only
-    /// when `stream` returns.
+    /// with `verifyWhole` (fsck), the SHA-256 of the whole content is checked against the object's
+    /// id instead (one hash pass, and the only check that binds the list to the id). The last check
+    /// happens after the last piece, so callers that publish the bytes write them to a temp file
+    /// and publish it only when `stream` returns. (Checkout copies and verifies chunks its own way:
+    /// `CheckoutWriter`.)
     public func stream(_ id: ObjectID, verifyWhole: Bool = false,
                        _ body: (UnsafeRawBufferPointer) throws(MVCError) -> Void) throws(MVCError) {
         guard let loc = try locate(id) else { throw .missing(id) }
@@ -179,10 +193,7 @@ public final class ObjectStore: Sendable {
             let list = try ChunkList.decode(try readRecord(loc, id: id, limit: 1 << 30), id: id)
             let whole = verifyWhole ? SHA256() : nil
             for c in list.chunks {
-                guard let cl = try locate(c.id) else { throw .missing(c.id, "chunk") }
-                guard cl.kind == .raw, cl.storedSize == UInt64(c.size) else {
-                    throw .corrupt(c.id, "chunk is \(cl.storedSize) bytes, its list says \(c.size)")
-                }
+                let cl = try chunkLocation(c.id, size: UInt64(c.size))
                 // With the whole content checked against the id, hashing each chunk again would
                 // only double the work: any damaged chunk changes the whole hash.
                 try streamRaw(c.id, cl, buffer: buffer, verify: whole == nil) { (piece) throws(MVCError) in
@@ -192,6 +203,20 @@ public final class ObjectStore: Sendable {
             }
             if let whole, whole.finalize() != id { throw .corrupt(id, "chunks do not add up to the object's id") }
         }
+    }
+
+    /// A chunk list record, checked against its checksum (FORMAT.md 5.2).
+    func chunkList(_ id: ObjectID, at loc: Location) throws(MVCError) -> ChunkList {
+        try ChunkList.decode(try readRecord(loc, id: id, limit: 1 << 30), id: id)
+    }
+
+    /// Where a listed chunk is stored: a raw record of exactly its listed size, or an error.
+    func chunkLocation(_ id: ObjectID, size: UInt64) throws(MVCError) -> Location {
+        guard let loc = try locate(id) else { throw .missing(id, "chunk") }
+        guard loc.kind == .raw, loc.storedSize == size else {
+            throw .corrupt(id, "chunk is \(loc.storedSize) bytes, its list says \(size)")
+        }
+        return loc
     }
 
     /// Raw objects up to 1 MiB (every chunk) are read whole and verified before `body` sees them.
@@ -316,7 +341,9 @@ public final class ObjectBatch {
     /// whole grace period: this operation is about to make it reachable again.
     func contains(_ id: ObjectID) throws(MVCError) -> Bool {
         if writer?.contains(id) == true || pendingIndex[id] != nil { return true }
-        guard let loc = try store.locate(id, refresh: false) else { return false }
+        // Found in a pack, the pack is freshened even if a loose copy exists too: gc keeps every
+        // id a recent file holds (recent roots are ids), so either copy keeps the object alive.
+        guard let loc = try store.locate(id, refresh: false, packsFirst: true) else { return false }
         store.freshen(loc)
         return true
     }

@@ -28,20 +28,31 @@ extension Repository {
             guard let head = try head(of: name) else { continue }
             let commit = try objects.readCommit(head)
             let committed = try files(ofTree: commit.tree)
-            var byPath: [[UInt8]: FileEntry] = [:]
-            for f in committed { byPath[f.path.byteKey] = f }
-            var seen = Set<[UInt8]>()
+            // Committed paths by their bytes (see `StatCache.PathKey`) to positions in `committed`;
+            // made at the first file found out of order.
+            var byPath: [StatCache.PathKey: Int]? = nil
+            var seen = [Bool](repeating: false, count: committed.count)
             var mine: [StatusEntry] = []
             for root in commit.paths {
                 let onDisk: [FoundFile]
                 do throws(MVCError) { onDisk = try walk(root, skippingUnsupported: true) } catch {
                     if error.code == .pathNotFound { onDisk = [] } else { throw error }
                 }
+                // The walk lists files in tree order, as `files(ofTree:)` does: the next committed
+                // file is usually the one found, and the dictionary is asked only when it is not.
+                var next = 0
                 for found in onDisk {
-                    seen.insert(found.relativePath.byteKey)
-                    guard let f = byPath[found.relativePath.byteKey] else {
+                    let index: Int
+                    if next < committed.count, committed[next].path.utf8.elementsEqual(found.relativePath.utf8) {
+                        index = next
+                    } else if let i = positions(&byPath, committed)[StatCache.PathKey(bytes: Array(found.relativePath.utf8))] {
+                        index = i
+                    } else {
                         mine.append(StatusEntry(artifact: name, path: found.relativePath, change: .added)); continue
                     }
+                    next = index + 1
+                    seen[index] = true
+                    let f = committed[index]
                     let differs: Bool
                     if found.stat.size != f.size { differs = true } else { differs = try fileID(found.relativePath, found.stat, cache: cache) != f.id }
                     if differs {
@@ -49,12 +60,21 @@ extension Repository {
                     }
                 }
             }
-            for f in committed where !seen.contains(f.path.byteKey) {
+            for (i, f) in committed.enumerated() where !seen[i] {
                 mine.append(StatusEntry(artifact: name, path: f.path, change: .deleted))
             }
             if mine.isEmpty { clean.append(name) }
             changes.append(contentsOf: mine.sorted { utf8Less($0.path, $1.path) })
         }
         return StatusReport(changes: changes, clean: clean)
+    }
+
+    private func positions(_ cached: inout [StatCache.PathKey: Int]?, _ files: [FileEntry]) -> [StatCache.PathKey: Int] {
+        if let cached { return cached }
+        var byPath: [StatCache.PathKey: Int] = [:]
+        byPath.reserveCapacity(files.count)
+        for (i, f) in files.enumerated() { byPath[StatCache.PathKey(bytes: Array(f.path.utf8))] = i }
+        cached = byPath
+        return byPath
     }
 }

@@ -40,31 +40,65 @@ extension Repository {
         var stat: FileIO.Stat
     }
 
-    /// Names skipped when walking a directory: the store, and git's own directories.
-    static let ignoredNames: Set<String> = [".mvc", ".git"]
-
     /// Every regular file at or below `rel`, sorted; symlinks and special files are refused, or
     /// with `skippingUnsupported` passed over (status and checkout only look at what mvc could store).
+    /// "Sorted" is tree order: names in byte order within a directory, depth first, as
+    /// `files(ofTree:)` lists a tree.
     func walk(_ rel: String, skippingUnsupported: Bool = false) throws(MVCError) -> [FoundFile] {
         let abs = joinPath(workTree, rel)
         guard let st = try FileIO.lstat(abs) else { throw MVCError(.pathNotFound, "path '\(rel)' does not exist") }
         if st.isRegular { return [FoundFile(relativePath: rel, stat: st)] }
         if skippingUnsupported && !st.isDirectory { return [] }
+        try Repository.refuseUnsupported(rel, st)
+        var out: [FoundFile] = []
+        try walkDirectory(rel, abs: abs, skippingUnsupported: skippingUnsupported, into: &out)
+        return out
+    }
+
+    /// The error for anything but a regular file or a directory.
+    private static func refuseUnsupported(_ rel: String, _ st: FileIO.Stat) throws(MVCError) {
         if st.isSymlink {
             throw MVCError(.unsupportedFileType, "'\(rel)' is a symbolic link", hint: "mvc stores regular files and directories; commit the link's target instead")
         }
         guard st.isDirectory else {
             throw MVCError(.unsupportedFileType, "'\(rel)' is not a regular file or directory", hint: "remove it or commit its parts one by one")
         }
-        var out: [FoundFile] = []
-        for name in (try FileIO.listDirectory(abs) ?? []).sorted(by: utf8Less) where !Repository.ignoredNames.contains(name) {
+    }
+
+    /// One directory: listed once, every entry stat'ed relative to the open directory
+    /// (`FileIO.listDirectoryWithStats`), then closed before recursing, so deep trees do not hold
+    /// one descriptor per level.
+    private func walkDirectory(_ rel: String, abs: String, skippingUnsupported: Bool, into out: inout [FoundFile]) throws(MVCError) {
+        guard var entries = try FileIO.listDirectoryWithStats(abs) else {
+            throw MVCError(.pathNotFound, "path '\(rel)' does not exist")
+        }
+        entries.sort { $0.name.lexicographicallyPrecedes($1.name) }
+        for entry in entries {
+            if Repository.isIgnored(entry.name) { continue }
+            // Not UTF-8: no valid name (the same refusal as a newline in a name).
+            let name = String(validating: entry.name, as: UTF8.self) ?? ""
             guard Names.isValidEntryName(name) else {
                 if skippingUnsupported { continue }
-                throw MVCError(.invalidName, "cannot store file name '\(joinPath(rel, name))'", hint: "rename it: names may not contain a newline")
+                throw MVCError(.invalidName, "cannot store file name '\(joinPath(rel, String(decoding: entry.name, as: UTF8.self)))'",
+                               hint: "rename it: names may not contain a newline")
             }
-            out.append(contentsOf: try walk(joinPath(rel, name), skippingUnsupported: skippingUnsupported))
+            let childRel = rel + "/" + name
+            guard let st = entry.stat else { throw MVCError(.pathNotFound, "path '\(childRel)' does not exist") }
+            if st.isRegular {
+                out.append(FoundFile(relativePath: childRel, stat: st))
+            } else if st.isDirectory {
+                try walkDirectory(childRel, abs: abs + "/" + name, skippingUnsupported: skippingUnsupported, into: &out)
+            } else if !skippingUnsupported {
+                try Repository.refuseUnsupported(childRel, st)
+            }
         }
-        return out
+    }
+
+    /// Names skipped when walking a directory: the store (`.mvc`), and git's own (`.git`).
+    private static func isIgnored(_ name: [UInt8]) -> Bool {
+        name.count == 4 && name[0] == UInt8(ascii: ".")
+            && ((name[1] == UInt8(ascii: "m") && name[2] == UInt8(ascii: "v") && name[3] == UInt8(ascii: "c"))
+                || (name[1] == UInt8(ascii: "g") && name[2] == UInt8(ascii: "i") && name[3] == UInt8(ascii: "t")))
     }
 }
 
@@ -102,17 +136,36 @@ extension Repository {
         // (NFC and NFD 'é'), which Linux keeps apart.
         final class Node {
             var files: [TreeEntry] = []
-            var dirs: [[UInt8]: (name: String, node: Node)] = [:]
+            var dirs: [StatCache.PathKey: (name: String, node: Node)] = [:]
         }
         let root = Node()
+        // Files come grouped by directory (walk order): the directory of the previous file is
+        // looked up again only when it changes.
+        var lastDirectory: Substring? = nil
+        var lastNode = root
         for f in files {
-            var node = root
-            let parts = f.path.split(separator: "/").map(String.init)
-            for dir in parts.dropLast() {
-                let key = Array(dir.utf8)
-                if let next = node.dirs[key] { node = next.node } else { let n = Node(); node.dirs[key] = (dir, n); node = n }
+            let path = f.path
+            var directory = path[path.startIndex..<path.startIndex], nameStart = path.startIndex
+            if let slash = path.utf8.lastIndex(of: UInt8(ascii: "/")) {
+                directory = path[..<slash]
+                nameStart = path.utf8.index(after: slash)
             }
-            node.files.append(TreeEntry(name: parts.last!, kind: f.kind, size: f.size, id: f.id))
+            var node = root
+            if let lastDirectory, lastDirectory.utf8.elementsEqual(directory.utf8) {
+                node = lastNode
+            } else {
+                for part in directory.utf8.split(separator: UInt8(ascii: "/")) {
+                    let key = StatCache.PathKey(bytes: Array(part))
+                    if let next = node.dirs[key] { node = next.node } else {
+                        let n = Node()
+                        node.dirs[key] = (String(Substring(part)), n)
+                        node = n
+                    }
+                }
+                lastDirectory = directory
+                lastNode = node
+            }
+            node.files.append(TreeEntry(name: String(path[nameStart...]), kind: f.kind, size: f.size, id: f.id))
         }
         func write(_ node: Node) throws(MVCError) -> (ObjectID, UInt64) {
             var entries = node.files
