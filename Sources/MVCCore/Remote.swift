@@ -360,6 +360,12 @@ public final class RemoteClient {
             if let (_, b) = fetched[id] { return b }
             if try repo.objects.contains(id) { return nil }
             let (kind, bytes) = try fetchRecord(id)
+            // Commits, trees, moves and annotations are raw records (FORMAT.md 5.1). A chunk list
+            // here would be stored unchecked (V3) and could be committed with the batch.
+            guard kind == .raw else {
+                throw MVCError(.corruptObject, "remote '\(config.name)' stores \(id.short) as a chunk list where a commit, tree, move or annotation belongs",
+                               hint: "nothing was changed; run 'mvc fsck --remote \(config.name)'")
+            }
             fetched[id] = (kind, bytes)
             try store(id, kind, bytes)
             return bytes
@@ -498,8 +504,17 @@ public final class RemoteClient {
             let (kind, bytes) = try fetchRecord(id)
             if kind == .chunks {
                 // Its chunks must be sound too; fetch any that are missing or damaged.
-                for c in try ChunkList.decode(bytes, id: id).chunks where (try? repo.objects.read(c.id)) == nil {
+                let list = try ChunkList.decode(bytes, id: id)
+                for c in list.chunks where (try? repo.objects.read(c.id)) == nil {
                     repaired.append(contentsOf: try repair([c.id], done: &done))
+                }
+                // As in fetch: a list is stored only once its (verified) chunks add up to its id;
+                // checkout trusts a stored list to do so (FORMAT.md V3).
+                let whole = SHA256()
+                for c in list.chunks { try repo.objects.stream(c.id) { whole.update($0) } }
+                guard whole.finalize() == id else {
+                    throw MVCError(.corruptObject, "remote '\(config.name)' lists chunks for \(id.short) that do not add up to it",
+                                   hint: "nothing was repaired for \(id.short); run 'mvc fsck --remote \(config.name)'")
                 }
             }
             let loose = repo.objects.loosePath(id, kind: kind)
