@@ -123,12 +123,22 @@ extension Repository {
         progress.begin("checking out \(commit.artifact)@v\(commit.version)", totalBytes: total, totalFiles: toWrite.count)
         var bytes: UInt64 = 0
         let writer = CheckoutWriter(store: objects)
-        for f in toWrite {
-            let readAt = StatCache.now()
-            try writeFile(f, under: target, writer: writer) { progress.advance(bytes: $0, path: f.path) }
-            if target == workTree, let st = try FileIO.lstat(joinPath(target, f.path)) { cache.record(f.path, st, readAt: readAt, f.id) }
-            bytes += f.size
+        // The files written into the work tree, recorded in the stat cache together once the last
+        // is written (also when a later one fails): `StatCache.recordWritten` waits up to 20 ms.
+        var written: [StatCache.WrittenFile] = []
+        do throws(MVCError) {
+            for f in toWrite {
+                let st = try writeFile(f, under: target, writer: writer) { progress.advance(bytes: $0, path: f.path) }
+                if target == workTree {
+                    if let st, st.isRegular { written.append(.init(path: f.path, stat: st, id: f.id)) } else { cache.forget(f.path) }
+                }
+                bytes += f.size
+            }
+        } catch {
+            cache.recordWritten(written, under: target)
+            throw error
         }
+        cache.recordWritten(written, under: target)
         progress.end()
         for r in removable { FileIO.unlink(joinPath(target, r)); cache.forget(r) }
         var result = CheckoutResult(revision: "\(commit.artifact)@v\(commit.version)", id: id, directory: target,
@@ -184,7 +194,9 @@ extension Repository {
         }
     }
 
-    private func writeFile(_ f: FileEntry, under target: String, writer: CheckoutWriter, progress: (UInt64) -> Void) throws(MVCError) {
+    /// Writes `f` to a temp file and renames it into place; returns its `lstat` right after the
+    /// rename (nil if it is already gone).
+    private func writeFile(_ f: FileEntry, under target: String, writer: CheckoutWriter, progress: (UInt64) -> Void) throws(MVCError) -> FileIO.Stat? {
         try checkParents(f.path, under: target)
         let abs = joinPath(target, f.path)
         let dir = parentPath(abs)
@@ -192,18 +204,22 @@ extension Repository {
         try checkParents(f.path, under: target)   // again, now that the directories exist
         let tmp = joinPath(dir, ".mvc-tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
         let fd = try FileIO.createExclusive(tmp, mode: f.kind == .exec ? 0o755 : 0o644)
+        var isOpen = true
         do throws(MVCError) {
             // Returns only when every byte written was verified (FORMAT.md V2, V3).
             try writer.write(f.id, to: fd, path: tmp, progress: progress)
             fchmod(fd, f.kind == .exec ? 0o755 : 0o644)
             close(fd)
+            isOpen = false
             if let st = try FileIO.lstat(abs), st.isSymlink { FileIO.unlink(abs) }
             try FileIO.rename(tmp, abs)
         } catch {
-            close(fd)
+            if isOpen { close(fd) }   // never twice: the number may belong to another file by now
             FileIO.unlink(tmp)
             throw error
         }
+        // The file is in place; a stat that fails now only means it is not recorded.
+        do throws(MVCError) { return try FileIO.lstat(abs) } catch { return nil }
     }
 }
 

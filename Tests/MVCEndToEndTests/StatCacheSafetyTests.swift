@@ -72,6 +72,18 @@ struct StatCacheSafetyTests {
         try expectRewriteSeen(p, bytes)
     }
 
+    @Test("a same-size rewrite after checkout wrote the file, with the old mtime put back, is seen")
+    func rewriteAfterCheckout() async throws {
+        let p = try IrisProject.make(git: false)
+        let sb = p.sandbox
+        try sb.remove("data/iris.csv")
+        try sb.mvcOK("checkout", "iris@v1")   // writes it, and records it as written
+        #expect(try sb.json(StatusJSON.self, ["status"]).changes.isEmpty)
+        try await Task.sleep(for: .milliseconds(30))   // a later timestamp tick than checkout's write
+        let bytes = try sneakyRewrite(sb, "data/iris.csv")
+        try expectRewriteSeen(p, bytes)
+    }
+
     @Test("a file replaced by another of the same size and mtime is seen")
     func replacedFile() throws {
         let p = try IrisProject.make(git: false)
