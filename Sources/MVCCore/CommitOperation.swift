@@ -1,3 +1,5 @@
+internal import Dispatch
+
 /// An input edge as the user gives it: a revision and an optional role.
 public struct InputSpec: Sendable, Equatable {
     public var revision: String
@@ -14,6 +16,30 @@ public struct InputSpec: Sendable, Equatable {
         }
         return InputSpec(revision: s)
     }
+}
+
+/// `Git.codeRef` computed on another thread while a commit reads its files.
+///
+/// `@unchecked Sendable`: `result` is written once on the global queue before `done` is
+/// signalled, and read only after waiting for it.
+private final class CodeProvenance: @unchecked Sendable {
+    private var result: CodeRef?
+    private let done = DispatchSemaphore(value: 0)
+    private var waited = false
+
+    init(workTree: String) {
+        DispatchQueue.global().async { [self] in
+            result = Git.codeRef(in: workTree)
+            done.signal()
+        }
+    }
+
+    var value: CodeRef? {
+        if !waited { done.wait(); waited = true }
+        return result
+    }
+
+    deinit { if !waited { done.wait() } }
 }
 
 /// Everything `mvc commit` takes.
@@ -92,6 +118,9 @@ extension Repository {
         for r in sortedRoots { found.append(contentsOf: try walk(r)) }
         let totalBytes = found.reduce(UInt64(0)) { $0 + $1.stat.size }
 
+        // The code provenance runs git twice (`rev-parse`, `status`, which can take a while in a
+        // big repository): ask while the files are read, not after.
+        let code = CodeProvenance(workTree: workTree)
         let batch = newBatch()
         let writer = BlobWriter(chunker: Chunker(config.chunking), batch: batch)
         progress.begin("committing \(request.name)", totalBytes: totalBytes, totalFiles: found.count)
@@ -139,7 +168,7 @@ extension Repository {
         let author = identity()
         let commit = Commit(tree: tree, parents: parentID.map { [$0] } ?? [], artifact: request.name, kind: kind,
                             version: (parent?.version ?? 0) + 1, paths: sortedRoots, inputs: inputs,
-                            code: Git.codeRef(in: workTree), params: request.params, metrics: request.metrics,
+                            code: code.value, params: request.params, metrics: request.metrics,
                             environment: Repository.environment(), author: author, message: request.message)
         try commit.validate()
         let id = try batch.put(commit)

@@ -2,6 +2,7 @@
 internal import Glibc
 #endif
 internal import Synchronization
+internal import Dispatch
 internal import CMVCCrypto
 
 /// How an object's bytes are stored.
@@ -203,6 +204,7 @@ final class PackWriter {
     }
 
     deinit {
+        flushQueue.sync {}
         close(fd)
         FileIO.unlink(tmpPack)
     }
@@ -243,13 +245,18 @@ final class PackWriter {
         }
     }
 
-    /// Starts writing back what was appended so far without waiting (Linux `sync_file_range`),
-    /// every 32 MiB: the disk works while we hash, and the final fsync has little left to do.
+    /// Starts writing back what was appended so far (Linux `sync_file_range`), every 8 MiB: the
+    /// disk works while we hash, and the final fsync has little left to do. The call blocks while
+    /// the device's queue is full, and it builds the I/O requests on the calling thread, so it runs
+    /// on a queue of its own: measured on a 1 GiB commit, issuing it inline stalled the pipeline
+    /// for ~0.15 s. `finish` waits for the queue before its fsync.
     private var writebackFrom: UInt64 = 0
+    private let flushQueue = DispatchQueue(label: "mvc.writeback")
     private func startWriteback() {
-        guard durable, offset - writebackFrom >= 32 << 20 else { return }
+        guard durable, offset - writebackFrom >= 8 << 20 else { return }
         #if os(Linux)
-        _ = mvc_sync_file_range(fd, Int64(writebackFrom), Int64(offset - writebackFrom), UInt32(MVC_SYNC_FILE_RANGE_WRITE))
+        let (fd, from, length) = (self.fd, Int64(writebackFrom), Int64(offset - writebackFrom))
+        flushQueue.async { _ = mvc_sync_file_range(fd, from, length, UInt32(MVC_SYNC_FILE_RANGE_WRITE)) }
         #endif
         writebackFrom = offset
     }
@@ -273,6 +280,7 @@ final class PackWriter {
         let name = ObjectID.hash(idx).hex
         idx.append(contentsOf: ObjectID(hex: name)!.bytes)
 
+        flushQueue.sync {}
         if durable { try FileIO.fsync(fd, path: tmpPack) }
         let packPath = joinPath(directory, "pack-\(name).pack")
         let idxPath = joinPath(directory, "pack-\(name).idx")
