@@ -2,6 +2,7 @@
 internal import Glibc
 #endif
 internal import Dispatch
+internal import CMVCCrypto
 internal import Synchronization
 
 public struct CheckoutResult: Sendable, Codable, Equatable {
@@ -203,6 +204,7 @@ extension Repository {
         try FileIO.mkdirs(dir)
         try checkParents(f.path, under: target)   // again, now that the directories exist
         let tmp = joinPath(dir, ".mvc-tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+        if let old = try FileIO.lstat(abs), old.isRegular { writer.dropCache(of: abs, size: old.size) }
         let fd = try FileIO.createExclusive(tmp, mode: f.kind == .exec ? 0o755 : 0o644)
         var isOpen = true
         do throws(MVCError) {
@@ -267,6 +269,7 @@ final class CheckoutWriter {
 
     deinit {
         queue.sync {}
+        flushQueue.sync {}
         for s in slots { s.deallocate() }
     }
 
@@ -310,8 +313,9 @@ final class CheckoutWriter {
         case .chunks: pieces = try store.chunkList(id, at: loc).chunks.map { Piece(id: $0.id, size: UInt64($0.size)) }
         }
         if slots.isEmpty { slots = (0..<CheckoutWriter.slotCount).map { _ in .allocate(byteCount: segmentBytes, alignment: 64) } }
-        // Never return while the verifying queue still reads a slot.
-        defer { queue.sync {} }
+        // Never return while the verifying queue still reads a slot, nor while a writeback of
+        // `fd` is queued (the caller closes it).
+        defer { queue.sync {}; flushQueue.sync {} }
         verifier.reset()   // the queue is idle between objects
         var offset: UInt64 = 0   // in the file
         var slot = 0
@@ -336,6 +340,7 @@ final class CheckoutWriter {
                     }
                     submit(Job(base: UnsafeRawPointer(area.baseAddress!), kind: .window(p, count: count, last: from + UInt64(count) == p.size)), slot: slot)
                     try CheckoutWriter.pwriteAll(fd, UnsafeRawBufferPointer(area), at: offset, path: path)
+                    startWriteback(fd, from: offset, length: count)
                     from += UInt64(count); offset += UInt64(count)
                     progress(UInt64(count))
                     slot = (slot + 1) % CheckoutWriter.slotCount
@@ -362,17 +367,48 @@ final class CheckoutWriter {
             }
             submit(Job(base: UnsafeRawPointer(buffer.baseAddress!), kind: .pieces(batch)), slot: slot)
             try CheckoutWriter.pwriteAll(fd, UnsafeRawBufferPointer(rebasing: buffer[0..<filled]), at: offset, path: path)
+            startWriteback(fd, from: offset, length: filled)
             offset += UInt64(filled)
             progress(UInt64(filled))
             slot = (slot + 1) % CheckoutWriter.slotCount
         }
         queue.sync {}
+        flushQueue.sync {}   // the fd may be closed once this returns
         if let failure = verifier.failure { throw failure }
         // Nothing but these pieces went into the file.
         let st = try FileIO.stat(fd: fd, path: path)
         guard st.size == offset else {
             throw MVCError(.io, "'\(path)' is \(st.size) bytes after writing \(offset)", hint: "is another process writing into this directory?")
         }
+    }
+
+    /// Starts writing back a written segment (Linux `sync_file_range`) on a queue of its own.
+    /// Replacing a file by rename makes ext4 write back the new file's delayed allocations inside
+    /// the `rename` call (its `auto_da_alloc` guard against empty files after a crash): measured
+    /// on a 1 GiB file, that was ~7% of the checkout's CPU on the critical thread. Started as the
+    /// file is written, that work overlaps the copying and the hashing.
+    private let flushQueue = DispatchQueue(label: "mvc.checkout.writeback")
+    private func startWriteback(_ fd: Int32, from offset: UInt64, length: Int) {
+        #if os(Linux)
+        let (from, count) = (Int64(offset), Int64(length))
+        flushQueue.async { _ = mvc_sync_file_range(fd, from, count, UInt32(MVC_SYNC_FILE_RANGE_WRITE)) }
+        #endif
+    }
+
+    /// Drops the cached pages of `path`, the file a checkout is about to replace, on a queue of its
+    /// own while the new file is written, so that the rename which unlinks it does not evict them
+    /// on the writing thread (~7% of the CPU of replacing a 1 GiB file). Dirty pages are not
+    /// dropped, only written back. Harmless if the checkout then fails: the file stays, uncached.
+    func dropCache(of path: String, size: UInt64) {
+        #if os(Linux)
+        guard size >= UInt64(segmentBytes) else { return }
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        guard fd >= 0 else { return }
+        flushQueue.async {
+            _ = posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED)
+            close(fd)
+        }
+        #endif
     }
 
     /// Hands a filled slot to the verifying queue, which frees it when done.
