@@ -398,17 +398,18 @@ public final class ObjectBatch {
             return
         }
         var directories = Set<String>()
+        var written: [(fd: Int32, path: String)] = []
+        defer { for f in written { close(f.fd) } }
         for p in pending {
             guard let path = try store.writeLoose(p.id, p.bytes, kind: p.kind) else { continue }
             if store.durable {
-                let fd = try FileIO.openRead(path)
-                defer { close(fd) }
-                try FileIO.fsync(fd, path: path)
+                written.append((try FileIO.openRead(path), path))
                 directories.insert(parentPath(path))
             }
         }
-        for d in directories.sorted() { try FileIO.fsyncDirectory(d) }
-        if !directories.isEmpty { try FileIO.fsyncDirectory(store.directory) }
+        // The files, then the directories they went into, each round in parallel.
+        try FileIO.fsyncAll(files: written)
+        if !directories.isEmpty { try FileIO.fsyncAll(directories: directories.sorted() + [store.directory]) }
         pending = []; pendingIndex = [:]; pendingBytes = 0
     }
 }

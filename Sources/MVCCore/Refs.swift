@@ -117,15 +117,23 @@ public final class RefStore: Sendable {
                                hint: "another process changed it; look again and retry")
             }
         }
+        // New values and log lines, then one round of fsyncs for all of them (in parallel), then
+        // the renames that publish the values.
+        var toSync: [(fd: Int32, path: String)] = []
         for l in locks {
             if let new = l.update.new {
                 try FileIO.writeAll(l.fd, Array("\(new.hex)\n".utf8), path: l.lock)
-                if durable { try FileIO.fsync(l.fd, path: l.lock) }
+                toSync.append((l.fd, l.lock))
             }
         }
+        var logs: [Int32] = []
+        defer { for fd in logs { close(fd) } }
         for l in locks {
-            try appendLog(l.update.ref, RefLogEntry(old: l.update.expected, new: l.update.new, actor: actor, message: l.update.message))
+            let (fd, lp) = try appendLog(l.update.ref, RefLogEntry(old: l.update.expected, new: l.update.new, actor: actor, message: l.update.message))
+            logs.append(fd)
+            toSync.append((fd, lp))
         }
+        if durable { try FileIO.fsyncAll(files: toSync) }
         for l in locks {
             if l.update.new != nil {
                 try FileIO.rename(l.lock, l.path)
@@ -134,17 +142,17 @@ public final class RefStore: Sendable {
                 FileIO.unlink(l.path)
             }
         }
-        if durable { for d in Set(locks.map { parentPath($0.path) }).sorted() { try FileIO.fsyncDirectory(d) } }
+        if durable { try FileIO.fsyncAll(directories: Set(locks.map { parentPath($0.path) }).sorted()) }
     }
 
-    private func appendLog(_ ref: String, _ entry: RefLogEntry) throws(MVCError) {
+    /// Appends a line to a ref's log; returns the open log (the caller syncs and closes it).
+    private func appendLog(_ ref: String, _ entry: RefLogEntry) throws(MVCError) -> (Int32, String) {
         let lp = logPath(ref)
         try FileIO.mkdirs(parentPath(lp))
         let fd = open(lp, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
         if fd < 0 { throw .io("open log", path: lp, errno: errno) }
-        defer { close(fd) }
-        try FileIO.writeAll(fd, entry.encoded(), path: lp)
-        if durable { try FileIO.fsync(fd, path: lp) }
+        do throws(MVCError) { try FileIO.writeAll(fd, entry.encoded(), path: lp) } catch { close(fd); throw error }
+        return (fd, lp)
     }
 
     /// A ref named `a/b` cannot coexist with a ref `a` (one would be a file, the other a directory).
