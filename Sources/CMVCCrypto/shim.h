@@ -10,5 +10,9 @@
 // cannot clash with <fcntl.h>'s. Used to start writeback of a pack early, without waiting.
 extern int mvc_sync_file_range(int fd, long long offset, long long nbytes, unsigned int flags) __asm__("sync_file_range");
 #define MVC_SYNC_FILE_RANGE_WRITE 2
+// fallocate(2) is also GNU-only in <fcntl.h>; bound the same way. Used to reserve a pack's blocks
+// ahead of the writes.
+extern int mvc_fallocate(int fd, int mode, long long offset, long long len) __asm__("fallocate");
+#define MVC_FALLOC_FL_KEEP_SIZE 1
 #endif
 #endif

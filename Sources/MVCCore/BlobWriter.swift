@@ -110,6 +110,7 @@ final class BlobWriter {
         guard before.isRegular else {
             throw MVCError(.unsupportedFileType, "'\(path)' is not a regular file", hint: "mvc stores regular files and directories")
         }
+        if before.size > UInt64(BlobWriter.blockSize) { batch.expect(before.size) }
         let pipeline = Pipeline(batch: batch, slots: slots.count)
         // Never return while the hashing thread still reads a slot.
         defer { hashQueue.sync {} }
@@ -287,6 +288,7 @@ final class BlobWriter {
             progress(i, stored.size)
         }
 
+        batch.expect(small.reduce(0) { $0 + $1.size })
         let groups = [SmallGroup(capacity: BlobWriter.blockSize + BlobWriter.smallFileLimit + 1),
                       SmallGroup(capacity: BlobWriter.blockSize + BlobWriter.smallFileLimit + 1)]
         let readQueue = DispatchQueue(label: "mvc.read")

@@ -321,9 +321,18 @@ public final class ObjectBatch {
 
     init(store: ObjectStore) { self.store = store }
 
+    /// Bytes the operation expects to add (files about to be stored), so that a pack can reserve
+    /// its blocks ahead (`PackWriter.reserve`); a hint, never a limit.
+    private var expected: UInt64 = 0
+    func expect(_ bytes: UInt64) {
+        expected += bytes
+        writer?.reserve(bytes)
+    }
+
     private func packWriter() throws(MVCError) -> PackWriter {
         if let writer { return writer }
         let w = try PackWriter(directory: store.packDirectory, durable: store.durable)
+        w.reserve(expected)
         for p in pending {
             var failure: MVCError?
             p.bytes.withUnsafeBytes { b in
