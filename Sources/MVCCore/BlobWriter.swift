@@ -84,7 +84,7 @@ final class BlobWriter {
 
         init(batch: ObjectBatch, slots: Int) {
             self.batch = batch
-            free = (0..<slots).map { _ in DispatchSemaphore(value: 1) }
+            free = (0..<slots).map { _ in DispatchSemaphore.token() }
         }
 
         func write(_ job: BlockJob) {
@@ -208,7 +208,7 @@ final class BlobWriter {
         var ids: [ObjectID] = []
         var failure: MVCError?
         let ready = DispatchSemaphore(value: 0)
-        let free = DispatchSemaphore(value: 1)
+        let free = DispatchSemaphore.token()
 
         init(capacity: Int) { buffer = .allocate(byteCount: capacity, alignment: 64) }
         deinit { buffer.deallocate() }
@@ -314,9 +314,9 @@ final class BlobWriter {
         while consumed < scheduled {
             let g = groups[consumed % 2]
             g.ready.wait()
-            if moreToRead() { schedule(groups[scheduled % 2]); scheduled += 1 }
             defer { g.free.signal() }
             if let failure = g.failure { throw failure }
+            if moreToRead() { schedule(groups[scheduled % 2]); scheduled += 1 }
             let messages = g.messages, plan = g.plan, ids = g.ids
             for entry in plan {
                 let item = g.items[entry.item]
@@ -346,5 +346,16 @@ final class BlobWriter {
             consumed += 1
         }
         return results.map { $0! }
+    }
+}
+
+extension DispatchSemaphore {
+    /// A semaphore holding one token, created at value 0 and signalled once. libdispatch aborts
+    /// the process when a semaphore is freed with a value below the one it was created with, which
+    /// an error path that leaves a slot's token taken would otherwise do.
+    static func token() -> DispatchSemaphore {
+        let s = DispatchSemaphore(value: 0)
+        s.signal()
+        return s
     }
 }

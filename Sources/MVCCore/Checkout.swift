@@ -264,7 +264,7 @@ final class CheckoutWriter {
     init(store: ObjectStore, segmentBytes: Int = 8 << 20) {
         self.store = store
         self.segmentBytes = segmentBytes
-        free = (0..<CheckoutWriter.slotCount).map { _ in DispatchSemaphore(value: 1) }
+        free = (0..<CheckoutWriter.slotCount).map { _ in DispatchSemaphore.token() }
     }
 
     deinit {

@@ -38,8 +38,6 @@ private final class CodeProvenance: @unchecked Sendable {
         if !waited { done.wait(); waited = true }
         return result
     }
-
-    deinit { if !waited { done.wait() } }
 }
 
 /// Everything `mvc commit` takes.

@@ -271,7 +271,10 @@ final class PackWriter {
         #if os(Linux)
         guard bytes >= 8 << 20, offset + bytes > reservedTo else { return }
         let from = max(offset, reservedTo)
-        if mvc_fallocate(fd, MVC_FALLOC_FL_KEEP_SIZE, Int64(from), Int64(offset + bytes - from)) == 0 { reservedTo = offset + bytes }
+        // Even a failed call (ENOSPC) may have allocated part of the range: `finish` trims
+        // whatever was attempted.
+        reservedTo = offset + bytes
+        _ = mvc_fallocate(fd, MVC_FALLOC_FL_KEEP_SIZE, Int64(from), Int64(offset + bytes - from))
         #endif
     }
 

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 internal import Glibc
 #endif
+internal import Synchronization
 
 /// Runs a helper program (git) and collects its standard output.
 ///
@@ -8,6 +9,8 @@ internal import Glibc
 /// run loop every 50 ms, which made every commit at least 150 ms slower than its work (three git
 /// calls for the code provenance and the author).
 package enum Subprocess {
+    private static let spawnLock = Mutex(())
+
     package struct Result: Sendable {
         package var status: Int32
         package var output: [UInt8]
@@ -19,18 +22,6 @@ package enum Subprocess {
     /// added to (or replace) this process's environment.
     package static func run(_ arguments: [String], environment: [String: String] = [:],
                             inheritStandardError: Bool = false) -> Result? {
-        var fds: [Int32] = [-1, -1]
-        // pipe2(O_CLOEXEC) is not exported by Swift's Glibc module; mvc spawns from one thread.
-        guard pipe(&fds) == 0 else { return nil }
-        _ = fcntl(fds[0], F_SETFD, FD_CLOEXEC)
-        _ = fcntl(fds[1], F_SETFD, FD_CLOEXEC)
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_adddup2(&actions, fds[1], 1)
-        if !inheritStandardError { posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0) }
-
         var env: [String: String] = [:]
         var p = environ
         while let entry = p.pointee {
@@ -45,10 +36,41 @@ package enum Subprocess {
             for a in argv { free(a) }
             for e in envp { free(e) }
         }
-        var pid: pid_t = 0
-        let spawned = posix_spawnp(&pid, arguments[0], &actions, nil, argv, envp)
-        close(fds[1])
-        guard spawned == 0 else { close(fds[0]); return nil }
+        // The child starts with no signal blocked and the usual ones at their defaults: a thread
+        // of libdispatch (commit asks git from one) blocks nearly all signals, and a child would
+        // inherit that mask, so Ctrl-C or a scheduler's SIGTERM would not stop git.
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var none = sigset_t(), defaults = sigset_t()
+        sigemptyset(&none)
+        sigemptyset(&defaults)
+        for signal in [SIGPIPE, SIGINT, SIGTERM, SIGHUP, SIGQUIT] { sigaddset(&defaults, signal) }
+        posix_spawnattr_setsigmask(&attributes, &none)
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+
+        // pipe2(O_CLOEXEC) is not exported by Swift's Glibc module, so the pipe is made
+        // close-on-exec in two steps; under a lock, so that a child spawned by another thread
+        // meanwhile cannot inherit this pipe's write end (and hold our read open).
+        var fds: [Int32] = [-1, -1]
+        let spawned: Int32? = Subprocess.spawnLock.withLock { _ in
+            guard pipe(&fds) == 0 else { return nil }
+            _ = fcntl(fds[0], F_SETFD, FD_CLOEXEC)
+            _ = fcntl(fds[1], F_SETFD, FD_CLOEXEC)
+            var actions = posix_spawn_file_actions_t()
+            posix_spawn_file_actions_init(&actions)
+            defer { posix_spawn_file_actions_destroy(&actions) }
+            posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+            posix_spawn_file_actions_adddup2(&actions, fds[1], 1)
+            if !inheritStandardError { posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0) }
+            var pid: pid_t = 0
+            let rc = posix_spawnp(&pid, arguments[0], &actions, &attributes, argv, envp)
+            close(fds[1])
+            if rc != 0 { close(fds[0]); return nil }
+            return pid
+        }
+        guard let pid = spawned else { return nil }
 
         var output: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 64 << 10)
