@@ -6,7 +6,7 @@ internal import Dispatch
 /// Stores files as blobs: reads each file once, cuts it into content-defined chunks, hashes each
 /// chunk and the whole file, and appends new chunks to the batch.
 ///
-/// Memory is four fixed slots of `blockSize + max chunk` bytes, whatever the file size. A file
+/// Memory is two fixed slots of `blockSize + max chunk` bytes, whatever the file size. A file
 /// larger than one block goes through a two-thread pipeline over the slots: this thread reads block
 /// k, finds its cut points and hands it to a hashing thread, which feeds each chunk's bytes to two
 /// SHA-256 streams at once, the whole file's and the chunk's (`SHAStream.update(_:_:_:)`: one pass
@@ -19,7 +19,9 @@ final class BlobWriter {
     let chunker: Chunker
     let batch: ObjectBatch
     static let blockSize = 8 << 20
-    static let slotCount = 4
+    /// Two are enough: block k hashes in one while block k-1 is stored from the other, which is
+    /// then free for block k+1.
+    static let slotCount = 2
     private let slots: [UnsafeMutableRawBufferPointer]
     private let carry: Int
     private let hashQueue = DispatchQueue(label: "mvc.hash")
