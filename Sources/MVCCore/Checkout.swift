@@ -204,12 +204,16 @@ extension Repository {
         try FileIO.mkdirs(dir)
         try checkParents(f.path, under: target)   // again, now that the directories exist
         let tmp = joinPath(dir, ".mvc-tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
-        if let old = try FileIO.lstat(abs), old.isRegular { writer.dropCache(of: abs, size: old.size) }
+        var replacing = false
+        if let old = try FileIO.lstat(abs), old.isRegular {
+            replacing = true
+            writer.dropCache(of: abs, size: old.size)
+        }
         let fd = try FileIO.createExclusive(tmp, mode: f.kind == .exec ? 0o755 : 0o644)
         var isOpen = true
         do throws(MVCError) {
             // Returns only when every byte written was verified (FORMAT.md V2, V3).
-            try writer.write(f.id, to: fd, path: tmp, progress: progress)
+            try writer.write(f.id, to: fd, path: tmp, writeBack: replacing, progress: progress)
             fchmod(fd, f.kind == .exec ? 0o755 : 0o644)
             close(fd)
             isOpen = false
@@ -295,7 +299,10 @@ final class CheckoutWriter {
 
     /// Writes the content of `id` to `fd` (a new, empty file at `path`) from offset 0 and
     /// verifies it; `progress` gets the bytes as they are written.
-    func write(_ id: ObjectID, to fd: Int32, path: String, progress: (UInt64) -> Void) throws(MVCError) {
+    ///
+    /// `writeBack`: start writing the file back as it is written, for a file that will replace
+    /// another by rename (see `startWriteback`); a new file is left to the kernel.
+    func write(_ id: ObjectID, to fd: Int32, path: String, writeBack: Bool = false, progress: (UInt64) -> Void) throws(MVCError) {
         guard let loc = try store.locate(id) else { throw .missing(id) }
         if loc.kind == .raw && loc.storedSize <= CheckoutWriter.smallObject {
             var offset: UInt64 = 0
@@ -340,7 +347,7 @@ final class CheckoutWriter {
                     }
                     submit(Job(base: UnsafeRawPointer(area.baseAddress!), kind: .window(p, count: count, last: from + UInt64(count) == p.size)), slot: slot)
                     try CheckoutWriter.pwriteAll(fd, UnsafeRawBufferPointer(area), at: offset, path: path)
-                    startWriteback(fd, from: offset, length: count)
+                    if writeBack { startWriteback(fd, from: offset, length: count) }
                     from += UInt64(count); offset += UInt64(count)
                     progress(UInt64(count))
                     slot = (slot + 1) % CheckoutWriter.slotCount
@@ -367,7 +374,7 @@ final class CheckoutWriter {
             }
             submit(Job(base: UnsafeRawPointer(buffer.baseAddress!), kind: .pieces(batch)), slot: slot)
             try CheckoutWriter.pwriteAll(fd, UnsafeRawBufferPointer(rebasing: buffer[0..<filled]), at: offset, path: path)
-            startWriteback(fd, from: offset, length: filled)
+            if writeBack { startWriteback(fd, from: offset, length: filled) }
             offset += UInt64(filled)
             progress(UInt64(filled))
             slot = (slot + 1) % CheckoutWriter.slotCount
