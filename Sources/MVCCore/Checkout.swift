@@ -44,7 +44,7 @@ extension Repository {
                 }
                 selected.append(contentsOf: matches)
             }
-            var seen = Set<[UInt8]>()
+            var seen = Set<PathKey>()
             files = selected.filter { seen.insert($0.path.byteKey).inserted }
         }
         let target: String

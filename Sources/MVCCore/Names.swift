@@ -87,10 +87,16 @@ public enum Names {
     }
 }
 
+/// A path as bytes, for dictionaries and sets of paths: Swift's `String` equality is Unicode
+/// canonical equivalence, which would merge NFC and NFD spellings ('é') that Linux keeps apart.
+/// Hashed in one call, not byte by byte.
+struct PathKey: Hashable {
+    var bytes: [UInt8]
+    func hash(into hasher: inout Hasher) { bytes.withUnsafeBytes { hasher.combine(bytes: $0) } }
+}
+
 extension String {
-    /// The UTF-8 bytes, for dictionaries of paths: String equality is Unicode canonical
-    /// equivalence, which would merge NFC and NFD spellings that the file system keeps apart.
-    var byteKey: [UInt8] { Array(utf8) }
+    var byteKey: PathKey { PathKey(bytes: Array(utf8)) }
 }
 
 extension Character {

@@ -75,13 +75,6 @@ final class StatCache {
     private var cursor = 0
     private var dirty = false
 
-    /// A path as bytes: Swift's `String` equality would merge canonically equivalent names (NFC
-    /// and NFD 'é'), which Linux keeps apart. Hashed in one call, not byte by byte.
-    struct PathKey: Hashable {
-        var bytes: [UInt8]
-        func hash(into hasher: inout Hasher) { bytes.withUnsafeBytes { hasher.combine(bytes: $0) } }
-    }
-
     init(path: String) {
         self.path = path
         guard let bytes = try? FileIO.readSmallFile(path, limit: 1 << 30) else { return }
@@ -214,7 +207,7 @@ final class StatCache {
     /// The entry for `rel`, trusted or not.
     func entry(_ rel: String) -> Entry? {
         if let i = withKey(rel, position), !removed[i] { return entries[i] }
-        return added.isEmpty ? nil : added[PathKey(bytes: Array(rel.utf8))]
+        return added.isEmpty ? nil : added[rel.byteKey]
     }
 
     /// The cached blob id for `rel` if `st` proves the file unchanged since mvc read or wrote it.
@@ -231,7 +224,7 @@ final class StatCache {
             if removed[i] || entries[i] != e { entries[i] = e; removed[i] = false; dirty = true }
             return
         }
-        let key = PathKey(bytes: Array(rel.utf8))
+        let key = rel.byteKey
         if added[key] != e { added[key] = e; dirty = true }
     }
 
@@ -288,7 +281,7 @@ final class StatCache {
     func forget(_ rel: String) {
         if let i = withKey(rel, position) {
             if !removed[i] { removed[i] = true; dirty = true }
-        } else if added.removeValue(forKey: PathKey(bytes: Array(rel.utf8))) != nil {
+        } else if added.removeValue(forKey: rel.byteKey) != nil {
             dirty = true
         }
     }

@@ -28,9 +28,9 @@ extension Repository {
             guard let head = try head(of: name) else { continue }
             let commit = try objects.readCommit(head)
             let committed = try files(ofTree: commit.tree)
-            // Committed paths by their bytes (see `StatCache.PathKey`) to positions in `committed`;
+            // Committed paths by their bytes (see `PathKey`) to positions in `committed`;
             // made at the first file found out of order.
-            var byPath: [StatCache.PathKey: Int]? = nil
+            var byPath: [PathKey: Int]? = nil
             var seen = [Bool](repeating: false, count: committed.count)
             var mine: [StatusEntry] = []
             for root in commit.paths {
@@ -45,7 +45,7 @@ extension Repository {
                     let index: Int
                     if next < committed.count, committed[next].path.utf8.elementsEqual(found.relativePath.utf8) {
                         index = next
-                    } else if let i = positions(&byPath, committed)[StatCache.PathKey(bytes: Array(found.relativePath.utf8))] {
+                    } else if let i = positions(&byPath, committed)[found.relativePath.byteKey] {
                         index = i
                     } else {
                         mine.append(StatusEntry(artifact: name, path: found.relativePath, change: .added)); continue
@@ -69,11 +69,11 @@ extension Repository {
         return StatusReport(changes: changes, clean: clean)
     }
 
-    private func positions(_ cached: inout [StatCache.PathKey: Int]?, _ files: [FileEntry]) -> [StatCache.PathKey: Int] {
+    private func positions(_ cached: inout [PathKey: Int]?, _ files: [FileEntry]) -> [PathKey: Int] {
         if let cached { return cached }
-        var byPath: [StatCache.PathKey: Int] = [:]
+        var byPath: [PathKey: Int] = [:]
         byPath.reserveCapacity(files.count)
-        for (i, f) in files.enumerated() { byPath[StatCache.PathKey(bytes: Array(f.path.utf8))] = i }
+        for (i, f) in files.enumerated() { byPath[f.path.byteKey] = i }
         cached = byPath
         return byPath
     }

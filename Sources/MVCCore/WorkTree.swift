@@ -136,7 +136,7 @@ extension Repository {
         // (NFC and NFD 'é'), which Linux keeps apart.
         final class Node {
             var files: [TreeEntry] = []
-            var dirs: [StatCache.PathKey: (name: String, node: Node)] = [:]
+            var dirs: [PathKey: (name: String, node: Node)] = [:]
         }
         let root = Node()
         // Files come grouped by directory (walk order): the directory of the previous file is
@@ -155,7 +155,7 @@ extension Repository {
                 node = lastNode
             } else {
                 for part in directory.utf8.split(separator: UInt8(ascii: "/")) {
-                    let key = StatCache.PathKey(bytes: Array(part))
+                    let key = PathKey(bytes: Array(part))
                     if let next = node.dirs[key] { node = next.node } else {
                         let n = Node()
                         node.dirs[key] = (String(Substring(part)), n)
