@@ -4,6 +4,7 @@ internal import Glibc
 internal import Darwin
 #endif
 internal import Dispatch
+internal import CMVCCrypto
 
 /// Thin, checked wrappers over POSIX file calls. Every failure becomes an `MVCError` naming the
 /// path, with a hint for the causes a user can fix (disk full, permissions).
@@ -156,6 +157,20 @@ enum FileIO {
 
     static func rename(_ from: String, _ to: String) throws(MVCError) {
         if Glibc.rename(from, to) != 0 { throw .io("rename into", path: to, errno: errno) }
+    }
+
+    /// Swaps two existing paths atomically (Linux `renameat2` with `RENAME_EXCHANGE`). False if
+    /// the system or file system cannot, or `to` is gone: the caller renames instead.
+    static func exchange(_ from: String, _ to: String) throws(MVCError) -> Bool {
+        #if os(Linux)
+        if mvc_renameat2(AT_FDCWD, from, AT_FDCWD, to, UInt32(MVC_RENAME_EXCHANGE)) == 0 { return true }
+        switch errno {
+        case EINVAL, ENOSYS, ENOENT, EOPNOTSUPP: return false
+        default: throw .io("rename into", path: to, errno: errno)
+        }
+        #else
+        return false
+        #endif
     }
 
     static func unlink(_ path: String) {

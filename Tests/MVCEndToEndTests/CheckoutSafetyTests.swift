@@ -79,6 +79,39 @@ struct CheckoutSafetyTests {
         #expect(try sb.read("data/iris.csv") == Fixtures.data("data/iris.csv"))
     }
 
+    @Test("a replaced file is swapped whole: an open reader and a hard link keep the old bytes")
+    func replacesBySwap() throws {
+        let sb = try Sandbox()
+        try sb.mvcOK("init")
+        // 12 MiB: large enough for the copy pipeline and for dropping the old file's cached pages.
+        let v1 = CheckoutVerifyTests.randomData(mib: 12, seed: 0x6D76_632D_7377_0001)
+        var v2 = v1
+        v2.replaceSubrange(5_000_000..<5_100_000, with: CheckoutVerifyTests.randomData(mib: 1, seed: 7).prefix(100_000))
+        try sb.write("model/weights.bin", v1)
+        try sb.mvcOK("commit", "model", "--name", "model")
+        try sb.write("model/weights.bin", v2)
+        try sb.mvcOK("commit", "model", "--name", "model")
+
+        // A reader (say, a server that mapped the weights) has v2 open; a hard link names it too.
+        let reader = try FileHandle(forReadingFrom: URL(fileURLWithPath: sb.path("model/weights.bin")))
+        defer { try? reader.close() }
+        #expect(link(sb.path("model/weights.bin"), sb.outside + "/v2-link.bin") == 0)
+        var before = stat(), after = stat()
+        #expect(lstat(sb.path("model/weights.bin"), &before) == 0)
+
+        let r = try sb.json(CheckoutJSON.self, ["checkout", "model@v1"])
+        #expect(r.written == ["model/weights.bin"])
+        #expect(try sb.read("model/weights.bin") == v1)
+        #expect(lstat(sb.path("model/weights.bin"), &after) == 0 && after.st_ino != before.st_ino, "a new file, not rewritten in place")
+        #expect(try reader.readToEnd() == v2, "the open file still reads the old bytes")
+        #expect(try sb.readAbsolute(sb.outside + "/v2-link.bin") == v2, "the hard link still holds the old bytes")
+        #expect(sb.files(under: sb.path("model")) == ["weights.bin"], "the old file is gone, no temp file is left")
+        #expect(try sb.json(StatusJSON.self, ["status"]).changes.map(\.path) == ["model/weights.bin"])
+        try sb.mvcOK("checkout", "model@v2")
+        #expect(try sb.read("model/weights.bin") == v2)
+        #expect(try sb.json(StatusJSON.self, ["status"]).changes.isEmpty)
+    }
+
     @Test("refuses to write through a symlinked parent directory that points outside (-o)")
     func symlinkedParentInOutputDirectory() throws {
         let p = try IrisProject.make()
