@@ -29,6 +29,10 @@ let package = Package(
         // pass (streams interleaved with the x86 SHA extensions, OpenSSL's block function
         // elsewhere) and the gear cut-point search.
         .target(name: "CMVCKernels", dependencies: ["CMVCCrypto"]),
+        // HTTP for S3 remotes: libcurl (Debian `libcurl4`; the headers from `libcurl4-openssl-dev`),
+        // loaded with dlopen when a command first needs it, so that no other command pays for
+        // loading its ~30 shared libraries at start.
+        .target(name: "CMVCHTTP"),
         // libgit2 (Debian `libgit2-dev`), for the git mirror.
         .systemLibrary(
             name: "CLibGit2",
@@ -44,7 +48,7 @@ let package = Package(
         // The object model, store, refs and operations. Knows nothing of git's libraries.
         .target(
             name: "MVCCore",
-            dependencies: ["CMVCCrypto", "CMVCKernels", "CZstd", .product(name: "Yams", package: "Yams")],
+            dependencies: ["CMVCCrypto", "CMVCKernels", "CMVCHTTP", "CZstd", .product(name: "Yams", package: "Yams")],
             swiftSettings: strictSettings
         ),
         // The git mirror (libgit2) and git hooks.

@@ -10,7 +10,7 @@ have_pc libcrypto || need+=(libssl-dev)
 have_pc zlib || need+=(zlib1g-dev)
 have_pc libgit2 || need+=(libgit2-dev)
 have_pc libzstd || need+=(libzstd-dev)
-# Linking Foundation statically (swift build --static-swift-stdlib, for a fast start) needs libcurl.
+# libcurl's headers, for the S3 client (CMVCHTTP, which loads libcurl itself when a command needs it).
 have_pc libcurl || need+=(libcurl4-openssl-dev)
 command -v git >/dev/null 2>&1 || need+=(git)
 git lfs version >/dev/null 2>&1 || need+=(git-lfs)

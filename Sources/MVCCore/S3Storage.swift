@@ -5,12 +5,7 @@ internal import Darwin
 #endif
 internal import Dispatch
 internal import Foundation
-#if canImport(FoundationNetworking)
-// On Linux URLSession lives here (it needs libcurl.so.4 at run time, which every Swift toolchain
-// image has).
-internal import FoundationNetworking
-#endif
-internal import Synchronization
+internal import CMVCHTTP
 
 /// A remote in an S3-compatible bucket: `s3://bucket` or `s3://bucket/prefix`.
 ///
@@ -90,10 +85,8 @@ public final class S3Storage: RemoteStorage {
         signer = SigV4Signer(accessKey: credentials.accessKey, secretKey: credentials.secretKey,
                              sessionToken: credentials.sessionToken, region: region, service: "s3")
         self.tuning = tuning
-        http = S3HTTPClient(tuning: tuning)
+        http = try S3HTTPClient(tuning: tuning)
     }
-
-    deinit { http.invalidate() }
 
     // MARK: RemoteStorage
 
@@ -457,22 +450,18 @@ public final class S3Storage: RemoteStorage {
             transport = .data(d)
         case .file(let p, _, let sha):
             payloadHash = sha
-            transport = .file(URL(fileURLWithPath: p))
+            transport = .file(p)
         }
         let queryString = SigV4Signer.canonicalQuery(query)
-        guard let url = URL(string: "\(endpoint.scheme)://\(host)\(path)" + (queryString.isEmpty ? "" : "?" + queryString)) else {
-            throw MVCError(.invalidArgument, "cannot build a URL for '\(subject)'")
-        }
+        let url = "\(endpoint.scheme)://\(host)\(path)" + (queryString.isEmpty ? "" : "?" + queryString)
+        guard URL(string: url) != nil else { throw MVCError(.invalidArgument, "cannot build a URL for '\(subject)'") }
         var attempt = 0
         while true {
             attempt += 1
             let signed = signer.sign(method: method, host: host, path: path, query: query, headers: headers,
                                      payloadHash: payloadHash, date: SigV4Signer.amzDate(Int(time(nil))))
-            var request = URLRequest(url: url)
-            request.httpMethod = method
-            request.timeoutInterval = tuning.requestTimeout
-            for (name, value) in signed { request.setValue(value, forHTTPHeaderField: name) }
-            let result = http.send(request, body: transport, deadline: tuning.resourceTimeout + 30)
+            let result = http.send(method, url: url, headers: signed.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" },
+                                   body: transport, deadline: tuning.resourceTimeout + 30)
             let canRetry = attempt < tuning.maxAttempts
             switch result {
             case .success(let r):
@@ -882,73 +871,68 @@ struct S3TransportFailure: Error, Sendable {
     var notSent: Bool
 }
 
-/// URLSession used synchronously: RemoteStorage is synchronous, its callers are threads.
+/// Synchronous HTTP through libcurl (`CMVCHTTP`, loaded on first use): RemoteStorage is
+/// synchronous, its callers are threads. Connections are kept open between requests (a pool of up
+/// to 16 idle libcurl handles).
 final class S3HTTPClient: Sendable {
     enum Body {
         case none
         case data(Data)
-        case file(URL)
+        case file(String)
     }
 
-    private let session: URLSession
+    private let idleTimeout: Double
 
-    init(tuning: S3Storage.Tuning) {
-        let config = URLSessionConfiguration.ephemeral
-        config.timeoutIntervalForRequest = tuning.requestTimeout
-        config.timeoutIntervalForResource = tuning.resourceTimeout
-        config.urlCache = nil
-        config.requestCachePolicy = .reloadIgnoringLocalCacheData
-        config.httpCookieStorage = nil
-        config.httpShouldSetCookies = false
-        config.httpMaximumConnectionsPerHost = 16
-        session = URLSession(configuration: config)
+    /// Throws when libcurl cannot be loaded: only S3 remotes need it.
+    init(tuning: S3Storage.Tuning) throws(MVCError) {
+        idleTimeout = tuning.requestTimeout
+        var reason = [CChar](repeating: 0, count: 256)
+        if mvc_http_load(&reason, reason.count) != 0 {
+            let why = String(decoding: reason.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            throw MVCError(.io, "S3 remotes need libcurl: \(why)", hint: "install it (Debian: apt-get install -y libcurl4)")
+        }
     }
 
-    func invalidate() { session.finishTasksAndInvalidate() }
-
-    /// Blocks until the answer, a transport error, or `deadline` seconds (then the task is cancelled).
-    func send(_ request: URLRequest, body: Body, deadline: Double) -> Result<S3Response, S3TransportFailure> {
-        let done = Completion()
-        let handler: @Sendable (Data?, URLResponse?, (any Error)?) -> Void = { data, response, error in
-            done.finish(data: data, response: response, error: error)
-        }
-        let task: URLSessionTask
-        switch body {
-        case .none: task = session.dataTask(with: request, completionHandler: handler)
-        case .data(let d): task = session.uploadTask(with: request, from: d, completionHandler: handler)
-        case .file(let url): task = session.uploadTask(with: request, fromFile: url, completionHandler: handler)
-        }
-        task.resume()
-        if done.semaphore.wait(timeout: .now() + deadline) == .timedOut {
-            task.cancel()
-            done.semaphore.wait()
-        }
-        return done.result.withLock { $0 } ?? .failure(S3TransportFailure(message: "no answer", notSent: false))
-    }
-
-    /// The completion handler's result, handed from URLSession's queue to the waiting thread.
-    private final class Completion: Sendable {
-        let semaphore = DispatchSemaphore(value: 0)
-        let result = Mutex<Result<S3Response, S3TransportFailure>?>(nil)
-
-        func finish(data: Data?, response: URLResponse?, error: (any Error)?) {
-            let outcome: Result<S3Response, S3TransportFailure>
-            if let http = response as? HTTPURLResponse, error == nil {
-                var headers: [String: String] = [:]
-                for (k, v) in http.allHeaderFields {
-                    if let k = k as? String, let v = v as? String { headers[k.lowercased()] = v }
+    /// Blocks until the answer, a transport error, or `deadline` seconds.
+    func send(_ method: String, url: String, headers: [String], body: Body, deadline: Double) -> Result<S3Response, S3TransportFailure> {
+        var response = mvc_http_response()
+        defer { mvc_http_response_free(&response) }
+        let timeout = Int(deadline * 1000), idle = Int(idleTimeout * 1000)
+        let cHeaders = headers.map { strdup($0) }
+        defer { for h in cHeaders { free(h) } }
+        let rc: Int32 = cHeaders.map { UnsafePointer($0) }.withUnsafeBufferPointer { list in
+            switch body {
+            case .none:
+                return mvc_http_perform(method, url, list.baseAddress, Int32(list.count), nil, nil, 0, timeout, idle, &response)
+            case .data(let d):
+                return d.withUnsafeBytes { raw in
+                    // A non-nil pointer even for no bytes: that still means "this request has a body".
+                    let base = raw.baseAddress?.assumingMemoryBound(to: UInt8.self) ?? UnsafePointer(bitPattern: 1)!
+                    return mvc_http_perform(method, url, list.baseAddress, Int32(list.count), base, nil, UInt64(raw.count), timeout, idle, &response)
                 }
-                outcome = .success(S3Response(status: http.statusCode, headers: headers, body: data.map { [UInt8]($0) } ?? []))
-            } else if let error {
-                let code = (error as? URLError)?.code
-                let notSent = code == .cannotConnectToHost || code == .cannotFindHost || code == .dnsLookupFailed
-                    || code == .notConnectedToInternet
-                outcome = .failure(S3TransportFailure(message: error.localizedDescription, notSent: notSent))
-            } else {
-                outcome = .failure(S3TransportFailure(message: "not an HTTP answer", notSent: false))
+            case .file(let path):
+                let size = (try? FileIO.lstat(path))??.size ?? 0
+                return mvc_http_perform(method, url, list.baseAddress, Int32(list.count), nil, path, size, timeout, idle, &response)
             }
-            result.withLock { $0 = outcome }
-            semaphore.signal()
         }
+        guard rc == 0 else { return .failure(S3TransportFailure(message: "libcurl is not loaded", notSent: true)) }
+        guard response.curl_code == 0 else {
+            let message = withUnsafeBytes(of: response.error) { raw in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            return .failure(S3TransportFailure(message: message, notSent: response.not_sent != 0))
+        }
+        var fields: [String: String] = [:]
+        if let h = response.headers {
+            let text = String(decoding: UnsafeRawBufferPointer(start: h, count: response.headers_len), as: UTF8.self)
+            for line in text.split(separator: "\r\n", omittingEmptySubsequences: true) {
+                guard let colon = line.firstIndex(of: ":") else { continue }
+                let name = line[..<colon].lowercased()
+                let value = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+                fields[name] = fields[name].map { $0 + ", " + value } ?? value
+            }
+        }
+        let bytes = response.body.map { [UInt8](UnsafeBufferPointer(start: $0, count: response.body_len)) } ?? []
+        return .success(S3Response(status: response.status, headers: fields, body: bytes))
     }
 }

@@ -1,7 +1,4 @@
 import Foundation
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 import Synchronization
 import Testing
 @testable import MVCCore
@@ -63,11 +60,14 @@ final class MotoServer: Sendable {
                 throw MotoUnavailable(description: "cannot start moto_server: \(error)")
             }
             let server = MotoServer(port: port, logPath: log, process: p)
-            let client = S3HTTPClient(tuning: S3Storage.Tuning())
-            defer { client.invalidate() }
+            let client: S3HTTPClient
+            do { client = try S3HTTPClient(tuning: S3Storage.Tuning()) } catch {
+                server.stop()
+                throw MotoUnavailable(description: error.message)
+            }
             let deadline = Date().addingTimeInterval(30)
             while Date() < deadline && p.isRunning {
-                if case .success = client.send(URLRequest(url: URL(string: server.endpoint + "/moto-api/")!), body: .none, deadline: 2) {
+                if case .success = client.send("GET", url: server.endpoint + "/moto-api/", headers: [], body: .none, deadline: 2) {
                     return server
                 }
                 usleep(100_000)
@@ -254,9 +254,8 @@ final class ScriptedServer: Sendable {
     }
 
     private func get(_ path: String) throws -> String {
-        let client = S3HTTPClient(tuning: S3Storage.Tuning())
-        defer { client.invalidate() }
-        return try client.send(URLRequest(url: URL(string: endpoint + path)!), body: .none, deadline: 10).get().text
+        let client = try S3HTTPClient(tuning: S3Storage.Tuning())
+        return try client.send("GET", url: endpoint + path, headers: [], body: .none, deadline: 10).get().text
     }
 
     func count(_ path: String) throws -> Int { Int(try get("/_count" + path)) ?? -1 }
@@ -646,18 +645,15 @@ struct S3StorageTests {
 
     /// CreateUser, CreateAccessKey and an allow-all inline policy, through moto's IAM API.
     static func createIAMUser(_ server: MotoServer) throws -> (id: String, secret: String) {
-        let client = S3HTTPClient(tuning: S3Storage.Tuning())
-        defer { client.invalidate() }
+        let client = try S3HTTPClient(tuning: S3Storage.Tuning())
         func call(_ params: [(String, String)]) throws -> String {
             let body = Array((params + [("Version", "2010-05-08")]).map { "\(SigV4Signer.uriEncode($0.0))=\(SigV4Signer.uriEncode($0.1))" }.joined(separator: "&").utf8)
             let signer = SigV4Signer(accessKey: "bootstrap", secretKey: "bootstrap", sessionToken: nil, region: "us-east-1", service: "iam")
             let headers = signer.sign(method: "POST", host: "127.0.0.1:\(server.port)", path: "/", query: [],
                                       headers: ["content-type": "application/x-www-form-urlencoded; charset=utf-8"],
                                       payloadHash: ObjectID.hash(body).hex, date: SigV4Signer.amzDate(Int(Date().timeIntervalSince1970)))
-            var request = URLRequest(url: URL(string: server.endpoint + "/")!)
-            request.httpMethod = "POST"
-            for (k, v) in headers { request.setValue(v, forHTTPHeaderField: k) }
-            let r = try client.send(request, body: .data(Data(body)), deadline: 20).get()
+            let r = try client.send("POST", url: server.endpoint + "/", headers: headers.map { "\($0.key): \($0.value)" },
+                                    body: .data(Data(body)), deadline: 20).get()
             guard r.status == 200 else { throw MotoUnavailable(description: "IAM \(params[0].1) failed: HTTP \(r.status) \(r.text)") }
             return r.text
         }
