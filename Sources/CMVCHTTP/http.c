@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 // libcurl's functions, from dlsym.
@@ -34,11 +35,13 @@ static char load_error[256];
 static void load(void) {
     static const char *const names[] = {"libcurl.so.4", "libcurl-gnutls.so.4", "libcurl.so"};
     void *lib = NULL;
+    char first[200] = "";
     for (size_t i = 0; i < sizeof names / sizeof names[0] && lib == NULL; i++) {
         lib = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
+        if (lib == NULL && i == 0) snprintf(first, sizeof first, "%s", dlerror());
     }
     if (lib == NULL) {
-        snprintf(load_error, sizeof load_error, "libcurl is not installed (%s)", dlerror());
+        snprintf(load_error, sizeof load_error, "libcurl is not installed (%s)", first);
         return;
     }
 #define BIND(field, symbol)                                                                    \
@@ -107,6 +110,8 @@ typedef struct {
     char *bytes;
     size_t len, cap;
     int failed;
+    // For a body: the handle, to size the buffer from Content-Length before the first byte.
+    CURL *handle;
 } buffer;
 
 static int append(buffer *b, const char *p, size_t n) {
@@ -129,7 +134,17 @@ static int append(buffer *b, const char *p, size_t n) {
 }
 
 static size_t on_body(char *p, size_t size, size_t n, void *user) {
-    return append((buffer *)user, p, size * n) == 0 ? size * n : 0;
+    buffer *b = (buffer *)user;
+    if (b->cap == 0 && b->handle != NULL) {
+        // One allocation of the announced size, not a doubling that ends up to twice as large.
+        curl_off_t announced = -1;
+        if (curl.easy_getinfo(b->handle, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &announced) == CURLE_OK &&
+            announced > 0 && announced < ((curl_off_t)1 << 40)) {
+            b->bytes = malloc((size_t)announced + 1);
+            if (b->bytes != NULL) b->cap = (size_t)announced + 1;
+        }
+    }
+    return append(b, p, size * n) == 0 ? size * n : 0;
 }
 
 // Keeps the header lines of the last answer only: a "HTTP/..." status line starts a new one (after
@@ -147,10 +162,12 @@ static size_t on_header(char *p, size_t size, size_t n, void *user) {
 }
 
 // The request body: bytes in memory, or a file read with pread (so a rewind is a new offset).
+// `failed`: the file could not be read to its announced length.
 typedef struct {
     const unsigned char *bytes;
     int fd;
     unsigned long long len, offset;
+    int failed, error;
 } source;
 
 static size_t on_read(char *p, size_t size, size_t n, void *user) {
@@ -166,7 +183,11 @@ static size_t on_read(char *p, size_t size, size_t n, void *user) {
     for (;;) {
         ssize_t got = pread(s->fd, p, want, (off_t)s->offset);
         if (got < 0 && errno == EINTR) continue;
-        if (got <= 0) return CURL_READFUNC_ABORT;   // an error, or the file shrank
+        if (got <= 0) {   // an error, or the file shrank
+            s->failed = 1;
+            s->error = got < 0 ? errno : 0;
+            return CURL_READFUNC_ABORT;
+        }
         s->offset += (unsigned long long)got;
         return (size_t)got;
     }
@@ -179,6 +200,39 @@ static int on_seek(void *user, curl_off_t offset, int origin) {
     return CURL_SEEKFUNC_OK;
 }
 
+// The idle timeout: libcurl's LOW_SPEED_* options average over seconds, so a server that
+// trickles a byte now and then (S3 does, while it completes a multipart upload) would count as
+// stalled. This counts time since the last byte moved either way.
+typedef struct {
+    long idle_ms;
+    curl_off_t down, up;
+    struct timespec last;
+    int fired;
+} watchdog;
+
+static long elapsed_ms(const struct timespec *since) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (long)(now.tv_sec - since->tv_sec) * 1000 + (now.tv_nsec - since->tv_nsec) / 1000000;
+}
+
+static int on_progress(void *user, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow) {
+    (void)dltotal;
+    (void)ultotal;
+    watchdog *w = (watchdog *)user;
+    if (dlnow != w->down || ulnow != w->up) {
+        w->down = dlnow;
+        w->up = ulnow;
+        clock_gettime(CLOCK_MONOTONIC, &w->last);
+        return 0;
+    }
+    if (elapsed_ms(&w->last) > w->idle_ms) {
+        w->fired = 1;
+        return 1;   // abort the transfer
+    }
+    return 0;
+}
+
 static void fail(mvc_http_response *out, int code, int not_sent, const char *message) {
     out->curl_code = code;
     out->not_sent = not_sent;
@@ -186,25 +240,15 @@ static void fail(mvc_http_response *out, int code, int not_sent, const char *mes
 }
 
 int mvc_http_perform(const char *method, const char *url, const char *const *headers, int header_count,
-                     const unsigned char *body_bytes, const char *body_file, unsigned long long body_len,
+                     const unsigned char *body_bytes, int body_fd, unsigned long long body_len,
                      long timeout_ms, long idle_timeout_ms, mvc_http_response *out) {
     memset(out, 0, sizeof *out);
     if (mvc_http_load(NULL, 0) != 0) return -1;
 
-    source src = {body_bytes, -1, body_len, 0};
-    int has_body = body_bytes != NULL || body_file != NULL;
-    if (body_file != NULL) {
-        src.fd = open(body_file, O_RDONLY | O_CLOEXEC);
-        if (src.fd < 0) {
-            char message[200];
-            snprintf(message, sizeof message, "cannot read %s: %s", body_file, strerror(errno));
-            fail(out, CURLE_READ_ERROR, 1, message);
-            return 0;
-        }
-    }
+    source src = {body_bytes, body_fd, body_len, 0, 0, 0};
+    int has_body = body_bytes != NULL || body_fd >= 0;
     CURL *h = take_handle();
     if (h == NULL) {
-        if (src.fd >= 0) close(src.fd);
         fail(out, CURLE_OUT_OF_MEMORY, 1, "out of memory");
         return 0;
     }
@@ -221,13 +265,15 @@ int mvc_http_perform(const char *method, const char *url, const char *const *hea
     if (ok && !has_content_type) { struct curl_slist *next = curl.slist_append(list, "Content-Type:"); if (next == NULL) ok = 0; else list = next; }
     if (!ok) {
         curl.slist_free_all(list);
-        if (src.fd >= 0) close(src.fd);
         return_handle(h);
         fail(out, CURLE_OUT_OF_MEMORY, 1, "out of memory");
         return 0;
     }
 
     buffer body = {0}, head = {0};
+    body.handle = h;
+    watchdog dog = {idle_timeout_ms > 0 ? idle_timeout_ms : 1, -1, -1, {0, 0}, 0};
+    clock_gettime(CLOCK_MONOTONIC, &dog.last);
     char error[CURL_ERROR_SIZE];
     error[0] = 0;
     curl.easy_setopt(h, CURLOPT_URL, url);
@@ -240,9 +286,9 @@ int mvc_http_perform(const char *method, const char *url, const char *const *hea
     curl.easy_setopt(h, CURLOPT_HEADERDATA, &head);
     curl.easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout_ms);
     curl.easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, idle_timeout_ms);
-    long idle_s = idle_timeout_ms / 1000 > 0 ? idle_timeout_ms / 1000 : 1;
-    curl.easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl.easy_setopt(h, CURLOPT_LOW_SPEED_TIME, idle_s);
+    curl.easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+    curl.easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl.easy_setopt(h, CURLOPT_XFERINFODATA, &dog);
     if (strcmp(method, "HEAD") == 0) {
         curl.easy_setopt(h, CURLOPT_NOBODY, 1L);
     } else if (strcmp(method, "POST") == 0) {
@@ -278,6 +324,19 @@ int mvc_http_perform(const char *method, const char *url, const char *const *hea
         out->body_len = body.len;
         head.bytes = NULL;
         body.bytes = NULL;
+    } else if (src.failed) {
+        char message[200];
+        if (src.error != 0) {
+            snprintf(message, sizeof message, "reading the file to send failed: %s", strerror(src.error));
+        } else {
+            snprintf(message, sizeof message, "the file to send is shorter than its %llu bytes: it changed", body_len);
+        }
+        fail(out, (int)rc, 0, message);
+        out->local_error = 1;
+    } else if (dog.fired) {
+        char message[120];
+        snprintf(message, sizeof message, "no data sent or received for %ld s", dog.idle_ms / 1000);
+        fail(out, CURLE_OPERATION_TIMEDOUT, 0, message);
     } else {
         int not_sent = rc == CURLE_COULDNT_RESOLVE_HOST || rc == CURLE_COULDNT_RESOLVE_PROXY || rc == CURLE_COULDNT_CONNECT;
         fail(out, (int)rc, not_sent, error[0] ? error : curl.easy_strerror(rc));
@@ -285,7 +344,6 @@ int mvc_http_perform(const char *method, const char *url, const char *const *hea
     free(head.bytes);
     free(body.bytes);
     curl.slist_free_all(list);
-    if (src.fd >= 0) close(src.fd);
     if (rc == CURLE_OK) return_handle(h); else curl.easy_cleanup(h);
     return 0;
 }

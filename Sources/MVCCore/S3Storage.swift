@@ -168,7 +168,7 @@ public final class S3Storage: RemoteStorage {
         } else {
             // Hashed first (the signature covers the payload), then streamed from the file by URLSession.
             let hash = try S3Storage.sha256(fd: fd, path: source, size: st.size)
-            body = .file(path: source, size: st.size, sha256: hash)
+            body = .file(path: source, fd: fd, size: st.size, sha256: hash)
         }
         let r = try perform("PUT", objectKey: full, body: body, retry: .idempotent, action: "upload", subject: describe(key))
         guard r.status == 200 else { throw failure(r, action: "upload", subject: describe(key)) }
@@ -428,7 +428,8 @@ public final class S3Storage: RemoteStorage {
         case none
         case bytes([UInt8])
         case data(Data, sha256: String)
-        case file(path: String, size: UInt64, sha256: String)
+        /// An open file's first `size` bytes (read with `pread`: its offset is left alone).
+        case file(path: String, fd: Int32, size: UInt64, sha256: String)
     }
 
     /// Signs and sends a request, retrying with backoff as `retry` allows. Returns any HTTP answer
@@ -448,9 +449,9 @@ public final class S3Storage: RemoteStorage {
         case .data(let d, let sha):
             payloadHash = sha
             transport = .data(d)
-        case .file(let p, _, let sha):
+        case .file(_, let fd, let size, let sha):
             payloadHash = sha
-            transport = .file(p)
+            transport = .file(fd: fd, size: size)
         }
         let queryString = SigV4Signer.canonicalQuery(query)
         let url = "\(endpoint.scheme)://\(host)\(path)" + (queryString.isEmpty ? "" : "?" + queryString)
@@ -469,6 +470,9 @@ public final class S3Storage: RemoteStorage {
                     || (retry == .idempotent && ([500, 502, 504].contains(r.status) || (r.status == 400 && r.errorCode == "RequestTimeout")))
                 if transient && canRetry { backoff(attempt); continue }
                 return r
+            case .failure(let f) where f.local:
+                throw MVCError(.io, "cannot \(action) '\(subject)': \(f.message)",
+                               hint: "leave the files alone while mvc sends them, then run the command again")
             case .failure(let f):
                 if canRetry && (retry == .idempotent || f.notSent) { backoff(attempt); continue }
                 let tries = attempt > 1 ? " (\(attempt) attempts)" : ""
@@ -869,6 +873,8 @@ struct S3TransportFailure: Error, Sendable {
     var message: String
     /// The request certainly never reached the server (no connection), so any request may be retried.
     var notSent: Bool
+    /// The failure is here, not on the network (the body could not be read): never retried.
+    var local = false
 }
 
 /// Synchronous HTTP through libcurl (`CMVCHTTP`, loaded on first use): RemoteStorage is
@@ -878,7 +884,8 @@ final class S3HTTPClient: Sendable {
     enum Body {
         case none
         case data(Data)
-        case file(String)
+        /// An open file's first `size` bytes.
+        case file(fd: Int32, size: UInt64)
     }
 
     private let idleTimeout: Double
@@ -903,29 +910,29 @@ final class S3HTTPClient: Sendable {
         let rc: Int32 = cHeaders.map { UnsafePointer($0) }.withUnsafeBufferPointer { list in
             switch body {
             case .none:
-                return mvc_http_perform(method, url, list.baseAddress, Int32(list.count), nil, nil, 0, timeout, idle, &response)
+                return mvc_http_perform(method, url, list.baseAddress, Int32(list.count), nil, -1, 0, timeout, idle, &response)
             case .data(let d):
                 return d.withUnsafeBytes { raw in
                     // A non-nil pointer even for no bytes: that still means "this request has a body".
                     let base = raw.baseAddress?.assumingMemoryBound(to: UInt8.self) ?? UnsafePointer(bitPattern: 1)!
-                    return mvc_http_perform(method, url, list.baseAddress, Int32(list.count), base, nil, UInt64(raw.count), timeout, idle, &response)
+                    return mvc_http_perform(method, url, list.baseAddress, Int32(list.count), base, -1, UInt64(raw.count), timeout, idle, &response)
                 }
-            case .file(let path):
-                let size = (try? FileIO.lstat(path))??.size ?? 0
-                return mvc_http_perform(method, url, list.baseAddress, Int32(list.count), nil, path, size, timeout, idle, &response)
+            case .file(let fd, let size):
+                return mvc_http_perform(method, url, list.baseAddress, Int32(list.count), nil, fd, size, timeout, idle, &response)
             }
         }
-        guard rc == 0 else { return .failure(S3TransportFailure(message: "libcurl is not loaded", notSent: true)) }
+        guard rc == 0 else { return .failure(S3TransportFailure(message: "libcurl is not loaded", notSent: false, local: true)) }
         guard response.curl_code == 0 else {
             let message = withUnsafeBytes(of: response.error) { raw in
                 String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
             }
-            return .failure(S3TransportFailure(message: message, notSent: response.not_sent != 0))
+            return .failure(S3TransportFailure(message: message, notSent: response.not_sent != 0, local: response.local_error != 0))
         }
         var fields: [String: String] = [:]
         if let h = response.headers {
             let text = String(decoding: UnsafeRawBufferPointer(start: h, count: response.headers_len), as: UTF8.self)
-            for line in text.split(separator: "\r\n", omittingEmptySubsequences: true) {
+            // Lines end in CRLF, or a bare LF from some servers (libcurl passes them on as sent).
+            for line in text.split(whereSeparator: { $0 == "\n" || $0 == "\r\n" }) {
                 guard let colon = line.firstIndex(of: ":") else { continue }
                 let name = line[..<colon].lowercased()
                 let value = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)

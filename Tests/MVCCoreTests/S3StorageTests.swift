@@ -176,7 +176,8 @@ extension S3Storage {
 /// A scripted HTTP server (python3's http.server) for what moto cannot show: failures on demand and
 /// the headers a request arrived with. A key `fail-STATUS-N/...` answers STATUS to its first N
 /// requests, then 200 (body `ok`); `GET /_count/PATH` and `GET /_headers/PATH` report the requests a
-/// path got and the headers of the last one.
+/// path got and the headers of the last one. A key under `trickle/` answers `ok` a byte every 0.6 s,
+/// one under `stall/` waits 3 s before its body, one under `lf/` ends its header lines in a bare LF.
 final class ScriptedServer: Sendable {
     static let script = #"""
         import http.server, json, os, sys, threading, time
@@ -203,6 +204,20 @@ final class ScriptedServer: Sendable {
                     counts[path] = counts.get(path, 0) + 1
                     headers[path] = {k.lower(): v for k, v in self.headers.items()}
                     count = counts[path]
+                if "/trickle/" in path or "/stall/" in path:
+                    self.send_response(200)
+                    self.send_header("Content-Length", "2")
+                    self.end_headers()
+                    self.wfile.flush()
+                    for b in (b"o", b"k"):
+                        time.sleep(0.6 if "/trickle/" in path else 3)
+                        self.wfile.write(b)
+                        self.wfile.flush()
+                    return
+                if "/lf/" in path:
+                    self.wfile.write(b'HTTP/1.1 200 OK\nContent-Length: 2\nETag: "lf"\nX-Amz-Meta-A: 1\n\n' + (b"" if self.command == "HEAD" else b"ok"))
+                    self.wfile.flush()
+                    return
                 for part in path.split("/"):
                     if part.startswith("fail-"):
                         _, status, times = part.split("-")
@@ -611,6 +626,22 @@ struct S3StorageTests {
         #expect(try server.count("/bkt/fail-503-1/ref") == 2)
         let moved = #expect(throws: MVCError.self) { try s3.swap("fail-412-1/ref", expected: nil, new: [1]) }
         #expect(moved?.code == .refMoved)
+    }
+
+    @Test("HTTP: the idle timeout counts time without bytes (a trickle passes, a stall fails), bare-LF headers")
+    func idleTimeoutAndHeaders() throws {
+        let server = try ScriptedServer()
+        defer { server.stop() }
+        var tuning = MotoServer.fastRetries
+        tuning.requestTimeout = 1.5
+        tuning.maxAttempts = 1
+        let s3 = try S3Storage(url: "s3://bkt", environment: Self.keys.merging(["AWS_ENDPOINT_URL": server.endpoint]) { $1 }, tuning: tuning)
+        // A byte every 0.6 s: slower than 1 byte/s on average over a few seconds' window, never idle for 1.5 s.
+        #expect(try s3.read("trickle/a") == Array("ok".utf8))
+        let e = #expect(throws: MVCError.self) { _ = try s3.read("stall/b") }
+        #expect(e?.message.contains("no data sent or received for 1 s") == true, "\(String(describing: e))")
+        let h = try #require(try s3.head("lf/c"))
+        #expect(h.size == 2 && h.etag == "\"lf\"")
     }
 
     @Test("what goes on the wire: Content-Length for files and empty bodies, signed headers, conditional headers")

@@ -23,6 +23,9 @@ typedef struct mvc_http_response {
     int curl_code;
     /// 1 when the request certainly never reached a server (no name resolution, no connection).
     int not_sent;
+    /// 1 when the body could not be read here (the file shrank, or a read failed): not the
+    /// network's doing, so not worth a retry.
+    int local_error;
     char error[256];
 } mvc_http_response;
 
@@ -30,12 +33,13 @@ typedef struct mvc_http_response {
 int mvc_http_load(char *error, size_t error_size);
 
 /// Sends one request and waits for its answer. `headers`: "Name: value" strings. The body is
-/// `body_bytes` (`body_len` bytes) or, if `body_file` is set, that file's first `body_len` bytes,
-/// or none. `timeout_ms`: the whole request; `idle_timeout_ms`: no byte moved for that long.
+/// `body_bytes` (`body_len` bytes) or, if `body_fd` >= 0, that open file's first `body_len` bytes
+/// (read with pread, so the file's offset is untouched), or none. `timeout_ms`: the whole request;
+/// `idle_timeout_ms`: no byte sent or received for that long.
 /// Returns 0 when `out` holds an answer or a transport failure; -1 if libcurl is not loaded.
 /// Free `out` with `mvc_http_response_free`. Safe to call from several threads at once.
 int mvc_http_perform(const char *method, const char *url, const char *const *headers, int header_count,
-                     const unsigned char *body_bytes, const char *body_file, unsigned long long body_len,
+                     const unsigned char *body_bytes, int body_fd, unsigned long long body_len,
                      long timeout_ms, long idle_timeout_ms, mvc_http_response *out);
 
 void mvc_http_response_free(mvc_http_response *response);
