@@ -18,25 +18,26 @@ public struct InputSpec: Sendable, Equatable {
     }
 }
 
-/// `Git.codeRef` computed on another thread while a commit reads its files.
+/// A value computed on another thread while a commit reads its files: the code provenance and
+/// the author's names, which ask git (four processes between them).
 ///
 /// `@unchecked Sendable`: `result` is written once on the global queue before `done` is
 /// signalled, and read only after waiting for it.
-private final class CodeProvenance: @unchecked Sendable {
-    private var result: CodeRef?
+private final class Background<Value>: @unchecked Sendable {
+    private var result: Value?
     private let done = DispatchSemaphore(value: 0)
     private var waited = false
 
-    init(workTree: String) {
+    init(_ compute: @escaping @Sendable () -> Value) {
         DispatchQueue.global().async { [self] in
-            result = Git.codeRef(in: workTree)
+            result = compute()
             done.signal()
         }
     }
 
-    var value: CodeRef? {
+    var value: Value {
         if !waited { done.wait(); waited = true }
-        return result
+        return result!
     }
 }
 
@@ -117,8 +118,10 @@ extension Repository {
         let totalBytes = found.reduce(UInt64(0)) { $0 + $1.stat.size }
 
         // The code provenance runs git twice (`rev-parse`, `status`, which can take a while in a
-        // big repository): ask while the files are read, not after.
-        let code = CodeProvenance(workTree: workTree)
+        // big repository), the author's names up to twice more: ask while the files are read.
+        let workTree = self.workTree
+        let code = Background { Git.codeRef(in: workTree) }
+        let names = Background { [self] in identityNames() }
         let batch = newBatch()
         let writer = BlobWriter(chunker: Chunker(config.chunking), batch: batch)
         progress.begin("committing \(request.name)", totalBytes: totalBytes, totalFiles: found.count)
@@ -163,7 +166,7 @@ extension Repository {
             return result
         }
 
-        let author = identity()
+        let author = identity(names: names.value)
         let commit = Commit(tree: tree, parents: parentID.map { [$0] } ?? [], artifact: request.name, kind: kind,
                             version: (parent?.version ?? 0) + 1, paths: sortedRoots, inputs: inputs,
                             code: code.value, params: request.params, metrics: request.metrics,

@@ -171,10 +171,22 @@ public final class Repository: Sendable {
     /// git's `user.name`/`user.email`, then the login name. Time from `MVC_AUTHOR_DATE`
     /// (`<seconds> [+hhmm]`) when set, else now.
     public func identity() -> Signature {
+        identity(names: identityNames())
+    }
+
+    /// The name and email of `identity()`, which may ask git (two processes).
+    func identityNames() -> (name: String, email: String) {
         let env = ProcessInfo.processInfo.environment
         let name = env["MVC_AUTHOR_NAME"] ?? config.userName ?? Git.config("user.name", in: workTree) ?? env["USER"] ?? "unknown"
         let email = env["MVC_AUTHOR_EMAIL"] ?? config.userEmail ?? Git.config("user.email", in: workTree)
             ?? "\(env["USER"] ?? "unknown")@\(ProcessInfo.processInfo.hostName)"
+        return (name, email)
+    }
+
+    /// `identity()` with names already looked up; the time is taken now.
+    func identity(names: (name: String, email: String)) -> Signature {
+        let env = ProcessInfo.processInfo.environment
+        let (name, email) = names
         var time = Int64(Date().timeIntervalSince1970)
         var tz = TimeZone.current.secondsFromGMT() / 60
         if let fixed = env["MVC_AUTHOR_DATE"] {
