@@ -752,8 +752,8 @@ def main():
     ap.add_argument("--chunking", type=parse_chunking, metavar="MIN/AVG/MAX",
                     help="chunk sizes written into each new store's config, e.g. 32K/128K/512K (default: mvc's)")
     ap.add_argument("--runs", type=int, default=5, help="runs of the cheap operations (median; default 5)")
-    ap.add_argument("--big-runs", type=int, default=3,
-                    help="runs of each big commit and of the model checkout, each right after its floor (median; default 3)")
+    ap.add_argument("--big-runs", type=int, default=5,
+                    help="runs of each big commit and of the model checkout, each right after its floor (median; default 5)")
     ap.add_argument("--warmup", type=int, default=1,
                     help="untimed commits before the timed v1 commits of each big scenario (default 1)")
     ap.add_argument("--runs-checkout", type=int, default=3, help="runs of the dataset checkout over v2 (median; default 3)")
