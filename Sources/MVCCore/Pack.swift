@@ -70,10 +70,18 @@ struct ChunkList: Equatable, Sendable {
 /// `.idx`: `"MVCIDX01"`, count (u64 BE), fan-out (256 x u32 BE: number of ids whose first byte is
 /// <= i), count x (id 32 | kind u8 | offset of the bytes u64 BE | length u64 BE) sorted by id, then
 /// SHA-256 of everything before it; `<name>` is that checksum in hex.
-final class Pack: Sendable {
+///
+/// The index is mapped, not read: a lookup touches a few pages of it, so opening a store's packs
+/// costs the same whatever their size (a 100 GiB store has ~33 MB of index). Opening checks its
+/// header, length, fan-out and that its stored checksum is its name; hashing the whole index is
+/// `verifyIndex`, for fsck (FORMAT.md 5.4). Every record read is verified against its id anyway.
+///
+/// `@unchecked Sendable`: `index` is a read-only private mapping, unmapped only in `deinit`.
+final class Pack: @unchecked Sendable {
     let name: String
     let packPath: String
-    private let index: [UInt8]
+    let indexPath: String
+    private let index: UnsafeRawBufferPointer
     private let fd: Int32
     let count: Int
 
@@ -92,17 +100,77 @@ final class Pack: Sendable {
     init(directory: String, name: String) throws(MVCError) {
         self.name = name
         packPath = joinPath(directory, "pack-\(name).pack")
-        let idxPath = joinPath(directory, "pack-\(name).idx")
-        guard let idx = try FileIO.readSmallFile(idxPath, limit: 1 << 30) else {
-            throw MVCError(.missingObject, "pack index '\(idxPath)' disappeared", hint: "run 'mvc fsck'")
+        indexPath = joinPath(directory, "pack-\(name).idx")
+        let map = try Pack.mapIndex(indexPath)
+        let unmap = { _ = munmap(UnsafeMutableRawPointer(mutating: map.baseAddress), map.count) }
+        do throws(MVCError) {
+            count = try Pack.checkMappedIndex(map, name: name, path: indexPath)
+        } catch {
+            unmap()
+            throw error
         }
-        index = idx
-        count = try Pack.validateIndex(idx, name: name, path: idxPath)
         fd = open(packPath, O_RDONLY | O_CLOEXEC)
-        if fd < 0 { throw .io("open pack", path: packPath, errno: errno) }
+        if fd < 0 {
+            let e = errno
+            unmap()
+            throw .io("open pack", path: packPath, errno: e)
+        }
+        index = map
     }
 
-    deinit { close(fd) }
+    deinit {
+        _ = munmap(UnsafeMutableRawPointer(mutating: index.baseAddress), index.count)
+        close(fd)
+    }
+
+    /// Maps an index file read-only.
+    private static func mapIndex(_ path: String) throws(MVCError) -> UnsafeRawBufferPointer {
+        let ifd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        if ifd < 0 {
+            if errno == ENOENT { throw MVCError(.missingObject, "pack index '\(path)' disappeared", hint: "run 'mvc fsck'") }
+            throw .io("open pack index", path: path, errno: errno)
+        }
+        defer { close(ifd) }
+        let st = try FileIO.stat(fd: ifd, path: path)
+        guard st.isRegular, st.size >= UInt64(Pack.headerSize + 32), st.size <= 1 << 40 else {
+            throw corruptIndex(path, "wrong length")
+        }
+        guard let p = mmap(nil, Int(st.size), PROT_READ, MAP_PRIVATE, ifd, 0), p != MAP_FAILED else {
+            throw .io("map pack index", path: path, errno: errno)
+        }
+        return UnsafeRawBufferPointer(start: p, count: Int(st.size))
+    }
+
+    private static func corruptIndex(_ path: String, _ why: String) -> MVCError {
+        MVCError(.corruptObject, "pack index '\(path)' is corrupt: \(why)", hint: "run 'mvc fsck'; move the pack aside if it cannot be read")
+    }
+
+    /// What opening checks, without hashing: magic, length, a non-decreasing fan-out ending at the
+    /// count, and the stored checksum equal to the name. Returns the number of entries.
+    private static func checkMappedIndex(_ idx: UnsafeRawBufferPointer, name: String, path: String) throws(MVCError) -> Int {
+        guard idx.count >= Pack.headerSize + 32, idx.prefix(8).elementsEqual(Pack.indexMagic) else { throw corruptIndex(path, "bad header") }
+        let count = idx.readBE(at: 8)
+        guard count < UInt64(idx.count), idx.count == Pack.headerSize + Int(count) * Pack.entrySize + 32 else {
+            throw corruptIndex(path, "wrong length")
+        }
+        var previous: UInt32 = 0
+        for b in 0..<256 {
+            let f = idx.readBE32(at: 16 + b * 4)
+            guard f >= previous else { throw corruptIndex(path, "fan-out decreases at \(b)") }
+            previous = f
+        }
+        guard UInt64(previous) == count else { throw corruptIndex(path, "fan-out ends at \(previous), not at \(count)") }
+        guard let named = ObjectID(hex: name), idx.suffix(32).elementsEqual(named.bytes) else {
+            throw corruptIndex(path, "its checksum is not its name")
+        }
+        return Int(count)
+    }
+
+    /// Hashes the whole index and compares it with its checksum (fsck).
+    func verifyIndex() throws(MVCError) {
+        let sum = ObjectID.hash(UnsafeRawBufferPointer(rebasing: index[..<(index.count - 32)]))
+        guard sum.hex == name else { throw Pack.corruptIndex(indexPath, "checksum mismatch") }
+    }
 
     /// Checks an index's header, length and checksum (which is also the pack's name); returns
     /// the number of entries.
@@ -327,4 +395,9 @@ extension Array where Element == UInt8 {
         for i in 0..<4 { v = v << 8 | UInt32(self[p + i]) }
         return v
     }
+}
+
+extension UnsafeRawBufferPointer {
+    func readBE(at p: Int) -> UInt64 { UInt64(bigEndian: loadUnaligned(fromByteOffset: p, as: UInt64.self)) }
+    func readBE32(at p: Int) -> UInt32 { UInt32(bigEndian: loadUnaligned(fromByteOffset: p, as: UInt32.self)) }
 }

@@ -130,6 +130,32 @@ struct IntegrityTests {
         try expectCheckouts(sb, [("train-config@v1", "config/train.yaml")])
     }
 
+    @Test("a damaged pack index: fsck reports its checksum; a cut one fails every read cleanly")
+    func damagedPackIndex() throws {
+        let p = try IrisProject.make(git: false)
+        let sb = p.sandbox
+        let (pack, _) = try packHolding(try commitBulk(sb), in: sb)
+        let idx = String(pack.dropLast(5)) + ".idx"
+        let original = try sb.readAbsolute(idx)
+
+        // A flipped bit in an entry's length: opening the pack does not hash the index, a read of
+        // that entry fails its verification, and fsck finds the checksum wrong.
+        var flipped = original
+        flipped[1040 + 49 + 48] ^= 0x01
+        try overwrite(idx, with: flipped)
+        let fsck = try sb.mvc("fsck")
+        #expect(fsck.status != 0 && fsck.stdout.contains("checksum mismatch"), "\(fsck)")
+        expectCleanError(fsck, mentioning: "problem")
+        try expectCheckouts(sb, [("train-config@v1", "config/train.yaml")])
+
+        // Cut short: every command that opens the packs says which file and what to do.
+        try overwrite(idx, with: original.prefix(original.count - 10))
+        let r = try sb.mvcFails(["show", "bulk"], mentioning: "corrupt")
+        #expect(r.stderr.contains(idx) || r.stderr.contains(String(idx.split(separator: "/").last!)), "\(r)")
+        try overwrite(idx, with: original)
+        #expect(try sb.mvc("fsck").status == 0)
+    }
+
     @Test("a corrupt ref is reported, and other artifacts still work")
     func corruptRef() throws {
         let p = try IrisProject.make(git: false)
