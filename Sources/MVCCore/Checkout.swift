@@ -226,7 +226,10 @@ extension Repository {
             if replacing, try FileIO.exchange(tmp, abs) {
                 if let swapped = try FileIO.lstat(tmp), swapped.isDirectory {
                     // A directory took the file's place since it was checked: put it back.
-                    _ = try FileIO.exchange(tmp, abs)
+                    if (try? FileIO.exchange(tmp, abs)) != true {
+                        throw MVCError(.io, "cannot write '\(f.path)': a directory appeared there meanwhile, and is now at '\(tmp)'",
+                                       hint: "move it back: mv '\(tmp)' '\(abs)'")
+                    }
                     throw MVCError(.io, "cannot write '\(f.path)': a directory is in the way", hint: "move the directory aside")
                 }
                 writer.discard(tmp)

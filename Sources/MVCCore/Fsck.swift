@@ -23,12 +23,21 @@ extension Repository {
         var problems: [FsckProblem] = []
         func report(_ subject: String, _ problem: String) { problems.append(FsckProblem(subject: subject, problem: problem)) }
 
-        // Opening a pack checks its index's header, fan-out and name, not the whole checksum.
+        // Opening a pack checks its index's header, fan-out and name, not the whole checksum. The
+        // records of a pack whose index is damaged are not read through it (its numbers may point
+        // anywhere); what they held shows up as missing in the second pass.
+        var damagedPacks = Set<String>()
         for pack in try objects.loadedPacks() {
-            do throws(MVCError) { try pack.verifyIndex() } catch { report(pack.indexPath, error.message) }
+            do throws(MVCError) { try pack.verifyIndex() } catch {
+                report(pack.indexPath, error.message)
+                damagedPacks.insert(pack.packPath)
+            }
         }
-        let records = try objects.allRecords()
-        progress.begin("checking objects", totalBytes: records.reduce(0) { $0 + $1.1.storedSize }, totalFiles: records.count)
+        let records = try objects.allRecords().filter { _, loc in
+            if case .packed(let pack, _) = loc { return !damagedPacks.contains(pack.packPath) }
+            return true
+        }
+        progress.begin("checking objects", totalBytes: records.reduce(0) { $0 &+ $1.1.storedSize }, totalFiles: records.count)
         var ids = Set<ObjectID>()
         var damaged: [(ObjectID, String)] = [], sound = Set<ObjectID>()
         for (id, loc) in records {

@@ -34,6 +34,10 @@ extension Repository {
         var report = GCReport(dryRun: dryRun, deleted: [], bytesFreed: 0, keptYoung: live.count - reachable.count,
                               reachable: reachable.count, packsRewritten: 0, packsDeleted: 0)
 
+        // Opening a pack does not hash its index (FORMAT.md 5.4). gc decides what is dead from the
+        // ids in the indexes, so a flipped bit in one would make a live object look dead: check
+        // every index whole before anything is deleted.
+        for pack in try objects.loadedPacks() { try pack.verifyIndex() }
         for (id, loc) in try objects.allRecords() {
             guard case .loose(let path, _, let size) = loc, !live.contains(id) else { continue }
             guard let st = try FileIO.lstat(path), st.mtimeNanos / 1_000_000_000 < cutoff else { continue }
@@ -46,7 +50,7 @@ extension Repository {
             if dead.isEmpty { continue }
             guard let st = try FileIO.lstat(pack.packPath), st.mtimeNanos / 1_000_000_000 < cutoff else { continue }
             report.deleted.append(contentsOf: dead.map(\.id))
-            report.bytesFreed += dead.reduce(0) { $0 + $1.length }
+            report.bytesFreed += dead.reduce(0) { $0 &+ $1.length }
             if dryRun { continue }
             let keep = entries.filter { live.contains($0.id) }
             if !keep.isEmpty {

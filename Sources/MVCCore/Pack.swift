@@ -74,7 +74,10 @@ struct ChunkList: Equatable, Sendable {
 /// The index is mapped, not read: a lookup touches a few pages of it, so opening a store's packs
 /// costs the same whatever their size (a 100 GiB store has ~33 MB of index). Opening checks its
 /// header, length, fan-out and that its stored checksum is its name; hashing the whole index is
-/// `verifyIndex`, for fsck (FORMAT.md 5.4). Every record read is verified against its id anyway.
+/// `verifyIndex`, for fsck and gc (FORMAT.md 5.4). Every record read is verified against its id
+/// anyway, and an entry pointing outside the pack is reported before it is used. As with git's
+/// mapped indexes, another program truncating an index while mvc has it mapped would end mvc with
+/// SIGBUS; mvc itself only ever replaces an index by rename, and never writes one in place.
 ///
 /// `@unchecked Sendable`: `index` is a read-only private mapping, unmapped only in `deinit`.
 final class Pack: @unchecked Sendable {
@@ -83,6 +86,8 @@ final class Pack: @unchecked Sendable {
     let indexPath: String
     private let index: UnsafeRawBufferPointer
     private let fd: Int32
+    /// The .pack's size at open (packs never change): every entry must lie within it.
+    private let packSize: UInt64
     let count: Int
 
     static let packMagic = Array("MVCPACK1".utf8)
@@ -115,6 +120,14 @@ final class Pack: @unchecked Sendable {
             unmap()
             throw .io("open pack", path: packPath, errno: e)
         }
+        var st = stat()
+        if fstat(fd, &st) != 0 {
+            let e = errno
+            close(fd)
+            unmap()
+            throw .io("stat pack", path: packPath, errno: e)
+        }
+        packSize = UInt64(st.st_size)
         index = map
     }
 
@@ -206,7 +219,8 @@ final class Pack: @unchecked Sendable {
         return ObjectID(w0: index.readBE(at: p), w1: index.readBE(at: p + 8), w2: index.readBE(at: p + 16), w3: index.readBE(at: p + 24))
     }
 
-    private func fanout(_ b: Int) -> Int { b < 0 ? 0 : Int(index.readBE32(at: 16 + b * 4)) }
+    /// Clamped to the count checked at open: the mapping shows the file as it is now.
+    private func fanout(_ b: Int) -> Int { b < 0 ? 0 : min(Int(index.readBE32(at: 16 + b * 4)), count) }
 
     /// Binary search in the fan-out bucket of the id's first byte.
     func find(_ id: ObjectID) -> Entry? {
@@ -234,6 +248,15 @@ final class Pack: @unchecked Sendable {
     func allEntries() -> [Entry] { (0..<count).map(entry(at:)) }
 
     func read(_ e: Entry, from: UInt64 = 0, into buffer: UnsafeMutableRawBufferPointer) throws(MVCError) -> Int {
+        // The index is not hashed on open: an entry pointing outside the pack is damage, reported
+        // as such (before any arithmetic on its numbers could overflow).
+        guard e.offset >= UInt64(Pack.packMagic.count + 41), e.offset <= packSize, e.length <= packSize - e.offset, from <= e.length else {
+            let (end, overflow) = e.offset.addingReportingOverflow(e.length)
+            if !overflow && end > packSize && end - packSize < 1 << 40 {
+                throw .corrupt(e.id, "pack '\(packPath)' is truncated, or its index is damaged; run 'mvc fsck'")
+            }
+            throw .corrupt(e.id, "its entry in '\(indexPath)' points outside the pack; run 'mvc fsck'")
+        }
         let want = min(UInt64(buffer.count), e.length - from)
         let n = try FileIO.pread(fd, into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<Int(want)]), at: e.offset + from, path: packPath)
         if n < Int(want) { throw .corrupt(e.id, "pack '\(packPath)' is truncated") }

@@ -94,12 +94,16 @@ extension Repository {
         }
     }
 
-    /// Names skipped when walking a directory: the store (`.mvc`), and git's own (`.git`).
+    /// Names skipped when walking a directory: the store (`.mvc`), git's own (`.git`), and a
+    /// checkout's temp files (`.mvc-tmp-<pid>-<random>`: a file being written, or the one it
+    /// replaced on its way out), which FORMAT.md section 2 tells readers to ignore.
     private static func isIgnored(_ name: [UInt8]) -> Bool {
-        name.count == 4 && name[0] == UInt8(ascii: ".")
+        if name.count > 9 && name.starts(with: Repository.checkoutTempPrefix) { return true }
+        return name.count == 4 && name[0] == UInt8(ascii: ".")
             && ((name[1] == UInt8(ascii: "m") && name[2] == UInt8(ascii: "v") && name[3] == UInt8(ascii: "c"))
                 || (name[1] == UInt8(ascii: "g") && name[2] == UInt8(ascii: "i") && name[3] == UInt8(ascii: "t")))
     }
+    private static let checkoutTempPrefix = Array(".mvc-tmp-".utf8)
 }
 
 /// A flattened tree: every file with its path relative to the tree's root.

@@ -147,6 +147,19 @@ struct IntegrityTests {
         #expect(fsck.status != 0 && fsck.stdout.contains("checksum mismatch"), "\(fsck)")
         expectCleanError(fsck, mentioning: "problem")
         try expectCheckouts(sb, [("train-config@v1", "config/train.yaml")])
+        // gc decides what is dead from the ids in the indexes: it checks them all first.
+        try sb.mvcFails(["gc"], mentioning: "corrupt")
+        #expect(try sb.readAbsolute(pack).count > 0 && sb.existsAbsolute(idx), "gc deleted nothing")
+
+        // The top bit of an entry's offset: a read of it fails cleanly (no arithmetic trap), and so
+        // does fsck, which reads nothing through a damaged index.
+        var far = original
+        far[1040 + 49 + 33] ^= 0x80
+        try overwrite(idx, with: far)
+        let out = sb.scratch + "/far"
+        try sb.mvcFails(["checkout", "bulk@v1", "-o", out], mentioning: "corrupt")
+        let fsck2 = try sb.mvc("fsck")
+        #expect(fsck2.status == 1 && fsck2.stdout.contains("checksum mismatch"), "\(fsck2)")
 
         // Cut short: every command that opens the packs says which file and what to do.
         try overwrite(idx, with: original.prefix(original.count - 10))
@@ -154,6 +167,21 @@ struct IntegrityTests {
         #expect(r.stderr.contains(idx) || r.stderr.contains(String(idx.split(separator: "/").last!)), "\(r)")
         try overwrite(idx, with: original)
         #expect(try sb.mvc("fsck").status == 0)
+    }
+
+    @Test("a checkout's temp files (.mvc-tmp-*) are not seen by status or commit")
+    func checkoutTempFilesIgnored() throws {
+        let p = try IrisProject.make(git: false)
+        let sb = p.sandbox
+        // What an interrupted checkout can leave: a file being written, or the one it replaced.
+        try sb.write("data/.mvc-tmp-4242-17", "half a file\n")
+        #expect(try sb.json(StatusJSON.self, ["status"]).changes.isEmpty)
+        try sb.write("data/extra.csv", "x,y\n1,2\n")
+        let v2 = try sb.json(CommitJSON.self, ["commit", "data", "--name", "iris", "--json"])
+        let ls = try sb.mvcOK("ls", "iris@v\(v2.version)").stdout
+        #expect(ls.contains("data/extra.csv") && !ls.contains("mvc-tmp"), "\(ls)")
+        try sb.mvcOK("checkout", "iris@v1")
+        #expect(sb.exists("data/.mvc-tmp-4242-17"), "checkout neither removes nor reports it")
     }
 
     @Test("a corrupt ref is reported, and other artifacts still work")
