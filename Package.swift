@@ -33,12 +33,10 @@ let package = Package(
         // loaded with dlopen when a command first needs it, so that no other command pays for
         // loading its ~30 shared libraries at start.
         .target(name: "CMVCHTTP"),
-        // libgit2 (Debian `libgit2-dev`), for the git mirror.
-        .systemLibrary(
-            name: "CLibGit2",
-            pkgConfig: "libgit2",
-            providers: [.apt(["libgit2-dev"])]
-        ),
+        // libgit2 for the git mirror: its header from Debian `libgit2-dev`, the library (`libgit2-1.5`)
+        // loaded with dlopen when a command first needs git, so no other command loads it and the
+        // ~15 libraries it pulls in at start. Scripts/gen-libgit2-loader.py writes its trampolines.
+        .target(name: "CLibGit2"),
         // zstd (Debian `libzstd-dev`), for compressing remote packs.
         .systemLibrary(
             name: "CZstd",

@@ -1,13 +1,18 @@
 internal import CLibGit2
 internal import MVCCore
+#if canImport(Glibc)
+internal import Glibc
+#elseif canImport(Darwin)
+internal import Darwin
+#endif
 
-/// libgit2 is initialised once per process, from a lazy global (its documentation requires the
-/// call before any other), with fsync of objects and refs turned on.
-private let libgit2Ready: Bool = {
-    git_libgit2_init()
-    _ = mvc_git_enable_fsync()
-    _ = mvc_git_enable_strict_creation()
-    return true
+/// libgit2 is loaded and initialised once per process, from a lazy global (its documentation
+/// requires the call before any other), with fsync of objects and refs turned on. nil when it
+/// loaded; else why not.
+private let libgit2Failure: String? = {
+    var reason = [CChar](repeating: 0, count: 256)
+    if mvc_git_load(&reason, reason.count) == 0 { return nil }
+    return String(decoding: reason.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
 }()
 
 /// A git object name (SHA-1, 20 bytes), as hex for people and maps.
@@ -64,9 +69,12 @@ final class GitRepository {
 
     deinit { git_repository_free(handle) }
 
-    /// The git repository whose work tree contains `path` (searching upwards), nil when none.
+    /// The git repository whose work tree contains `path` (searching upwards), nil when none, or
+    /// when libgit2 cannot be loaded (the mirror is then off, as in a SHA-256 repository).
     static func discover(_ path: String) -> GitRepository? {
-        _ = libgit2Ready
+        // Most commands outside git never load libgit2: a few lstat calls say there is nothing
+        // for it to find.
+        guard mightFindRepository(from: path), libgit2Failure == nil else { return nil }
         var repo: OpaquePointer?
         let rc = git_repository_open_ext(&repo, path, 0, nil)
         if rc < 0 { git_error_clear(); return nil }
@@ -75,10 +83,43 @@ final class GitRepository {
     }
 
     static func open(_ path: String) throws(MVCError) -> GitRepository {
-        _ = libgit2Ready
+        if let libgit2Failure {
+            throw MVCError(.gitMirror, "the git mirror needs libgit2: \(libgit2Failure)", hint: "install it (Debian: apt-get install -y libgit2-1.5)")
+        }
         var repo: OpaquePointer?
         try check(git_repository_open_ext(&repo, path, 0, nil), "open repository", path)
         return GitRepository(handle: repo!)
+    }
+
+    /// False only when libgit2's discovery from `path` (`git_repository_open_ext`, no flags)
+    /// certainly finds nothing: no directory from `path` up to the root, followed as written and
+    /// with symlinks resolved, holds a `.git` entry or is itself a git directory (`HEAD`,
+    /// `objects` and `refs`).
+    static func mightFindRepository(from path: String) -> Bool {
+        func exists(_ p: String) -> Bool {
+            var st = stat()
+            return lstat(p, &st) == 0
+        }
+        var starts = [path]
+        if let resolved = realpath(path, nil) {
+            starts.append(String(cString: resolved))
+            free(resolved)
+        }
+        for start in starts {
+            var dir = start.hasPrefix("/") ? start : "/"
+            while true {
+                let base = dir == "/" ? "" : dir
+                if exists(base + "/.git") { return true }
+                if exists(base + "/HEAD") && exists(base + "/objects") && exists(base + "/refs") { return true }
+                if dir == "/" || dir.isEmpty { break }
+                if let slash = dir.lastIndex(of: "/") {
+                    dir = slash == dir.startIndex ? "/" : String(dir[..<slash])
+                } else {
+                    break
+                }
+            }
+        }
+        return false
     }
 
     /// Sets who appears in reflog entries written through this handle.
