@@ -4,10 +4,9 @@
 #include <dlfcn.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 
-// The trampolines keep the headers' declarations (GIT_EXTERN: default visibility). Called by
-// MVCGit; libgit2 itself, loaded RTLD_LOCAL, binds its calls to its own functions.
-#define HIDDEN
+#include "mvc_git_functions.h"
 #include "symbols.inc"
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
@@ -15,7 +14,13 @@ static int loaded = 0;
 static char failure[256];
 
 static void load(void) {
+#ifdef __APPLE__
+    const char *soname = "libgit2." LIBGIT2_SOVERSION ".dylib";
+#else
     const char *soname = "libgit2.so." LIBGIT2_SOVERSION;
+#endif
+    const char *chosen = getenv("MVC_LIBGIT2");   // a libgit2 of the same version elsewhere
+    if (chosen != NULL && chosen[0] != 0) soname = chosen;
     void *lib = dlopen(soname, RTLD_NOW | RTLD_LOCAL);
     if (lib == NULL) {
         snprintf(failure, sizeof failure, "cannot load %s (%s)", soname, dlerror());
@@ -25,17 +30,17 @@ static void load(void) {
         mvc_git_symbols[i] = dlsym(lib, mvc_git_names[i]);
         if (mvc_git_symbols[i] == NULL) {
             snprintf(failure, sizeof failure, "%s lacks %s", soname, mvc_git_names[i]);
+            dlclose(lib);
             return;
         }
     }
-    // Variadic, so not a trampoline: called through its own pointer with fixed arguments.
+    // Not used by MVCGit, so not trampolines: called here through pointers of their own
+    // (git_libgit2_opts is variadic, called with fixed arguments).
+    int (*init)(void) = (int (*)(void))dlsym(lib, "git_libgit2_init");
     int (*opts)(int, ...) = (int (*)(int, ...))dlsym(lib, "git_libgit2_opts");
-    if (opts == NULL) {
-        snprintf(failure, sizeof failure, "%s lacks git_libgit2_opts", soname);
-        return;
-    }
-    if (git_libgit2_init() < 0) {
+    if (init == NULL || opts == NULL || init() < 0) {
         snprintf(failure, sizeof failure, "%s did not initialise", soname);
+        dlclose(lib);
         return;
     }
     // fsync objects and refs (libgit2 does not by default), so a mirrored ref never names an

@@ -36,6 +36,14 @@ static void load(void) {
     static const char *const names[] = {"libcurl.so.4", "libcurl-gnutls.so.4", "libcurl.so"};
     void *lib = NULL;
     char first[200] = "";
+    const char *chosen = getenv("MVC_LIBCURL");   // a libcurl elsewhere
+    if (chosen != NULL && chosen[0] != 0) {
+        lib = dlopen(chosen, RTLD_NOW | RTLD_LOCAL);
+        if (lib == NULL) {
+            snprintf(load_error, sizeof load_error, "cannot load %s (%s)", chosen, dlerror());
+            return;
+        }
+    }
     for (size_t i = 0; i < sizeof names / sizeof names[0] && lib == NULL; i++) {
         lib = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
         if (lib == NULL && i == 0) snprintf(first, sizeof first, "%s", dlerror());

@@ -20,13 +20,13 @@ public struct GitOID: Hashable, Sendable, CustomStringConvertible {
     public let hex: String
     var raw: git_oid {
         var oid = git_oid()
-        _ = hex.withCString { git_oid_fromstr(&oid, $0) }
+        _ = hex.withCString { mvc_git_oid_fromstr(&oid, $0) }
         return oid
     }
     init(_ oid: git_oid) {
         var o = oid
         var buf = [CChar](repeating: 0, count: 41)
-        _ = git_oid_tostr(&buf, 41, &o)
+        _ = mvc_git_oid_tostr(&buf, 41, &o)
         hex = buf.withUnsafeBufferPointer { String(validatingCString: $0.baseAddress!) } ?? ""
     }
     public init?(hex: String) {
@@ -42,8 +42,8 @@ public struct GitOID: Hashable, Sendable, CustomStringConvertible {
 func check(_ rc: Int32, _ call: String, _ subject: String = "") throws(MVCError) -> Int32 {
     guard rc < 0 else { return rc }
     var message = "error \(rc)"
-    if let e = git_error_last(), let m = e.pointee.message { message = String(validatingCString: m) ?? message }
-    git_error_clear()
+    if let e = mvc_git_error_last(), let m = e.pointee.message { message = String(validatingCString: m) ?? message }
+    mvc_git_error_clear()
     throw MVCError(.gitMirror, "git: \(call)\(subject.isEmpty ? "" : " '\(subject)'") failed: \(message)",
                    hint: "the mvc store is unaffected; 'mvc mirror sync' repairs the mirror")
 }
@@ -63,21 +63,25 @@ final class GitRepository {
             while s.count > 1 && s.hasSuffix("/") { s.removeLast() }
             return s
         }
-        workTree = path(git_repository_workdir(handle))
-        gitDirectory = path(git_repository_path(handle)) ?? ""
+        workTree = path(mvc_git_repository_workdir(handle))
+        gitDirectory = path(mvc_git_repository_path(handle)) ?? ""
     }
 
-    deinit { git_repository_free(handle) }
+    deinit { mvc_git_repository_free(handle) }
 
-    /// The git repository whose work tree contains `path` (searching upwards), nil when none, or
-    /// when libgit2 cannot be loaded (the mirror is then off, as in a SHA-256 repository).
-    static func discover(_ path: String) -> GitRepository? {
+    /// The git repository whose work tree contains `path` (searching upwards), nil when none.
+    /// Throws when there may be one but libgit2 cannot be loaded: that is not "no repository".
+    static func discover(_ path: String) throws(MVCError) -> GitRepository? {
         // Most commands outside git never load libgit2: a few lstat calls say there is nothing
         // for it to find.
-        guard mightFindRepository(from: path), libgit2Failure == nil else { return nil }
+        guard mightFindRepository(from: path) else { return nil }
+        if let libgit2Failure {
+            throw MVCError(.gitMirror, "cannot look for the git repository around '\(path)': \(libgit2Failure)",
+                           hint: "the git mirror needs libgit2 (Debian: apt-get install -y libgit2-1.5); MVC_MIRROR=0 turns the mirror off")
+        }
         var repo: OpaquePointer?
-        let rc = git_repository_open_ext(&repo, path, 0, nil)
-        if rc < 0 { git_error_clear(); return nil }
+        let rc = mvc_git_repository_open_ext(&repo, path, 0, nil)
+        if rc < 0 { mvc_git_error_clear(); return nil }
         guard let repo else { return nil }
         return GitRepository(handle: repo)
     }
@@ -87,14 +91,14 @@ final class GitRepository {
             throw MVCError(.gitMirror, "the git mirror needs libgit2: \(libgit2Failure)", hint: "install it (Debian: apt-get install -y libgit2-1.5)")
         }
         var repo: OpaquePointer?
-        try check(git_repository_open_ext(&repo, path, 0, nil), "open repository", path)
+        try check(mvc_git_repository_open_ext(&repo, path, 0, nil), "open repository", path)
         return GitRepository(handle: repo!)
     }
 
     /// False only when libgit2's discovery from `path` (`git_repository_open_ext`, no flags)
     /// certainly finds nothing: no directory from `path` up to the root, followed as written and
     /// with symlinks resolved, holds a `.git` entry or is itself a git directory (`HEAD`,
-    /// `objects` and `refs`).
+    /// `objects` and `refs`, or `HEAD` and `commondir`).
     static func mightFindRepository(from path: String) -> Bool {
         func exists(_ p: String) -> Bool {
             var st = stat()
@@ -111,6 +115,7 @@ final class GitRepository {
                 let base = dir == "/" ? "" : dir
                 if exists(base + "/.git") { return true }
                 if exists(base + "/HEAD") && exists(base + "/objects") && exists(base + "/refs") { return true }
+                if exists(base + "/HEAD") && exists(base + "/commondir") { return true }   // a linked worktree's git directory
                 if dir == "/" || dir.isEmpty { break }
                 if let slash = dir.lastIndex(of: "/") {
                     dir = slash == dir.startIndex ? "/" : String(dir[..<slash])
@@ -124,12 +129,12 @@ final class GitRepository {
 
     /// Sets who appears in reflog entries written through this handle.
     func setIdentity(name: String, email: String) throws(MVCError) {
-        try check(git_repository_set_ident(handle, name, email), "set identity")
+        try check(mvc_git_repository_set_ident(handle, name, email), "set identity")
     }
 
     func createBlob(_ bytes: [UInt8]) throws(MVCError) -> GitOID {
         var oid = git_oid()
-        let rc = bytes.withUnsafeBytes { git_blob_create_from_buffer(&oid, handle, $0.baseAddress, $0.count) }
+        let rc = bytes.withUnsafeBytes { mvc_git_blob_create_from_buffer(&oid, handle, $0.baseAddress, $0.count) }
         try check(rc, "create blob")
         return GitOID(oid)
     }
@@ -141,14 +146,14 @@ final class GitRepository {
     /// Writes a tree from (name, oid, mode) entries; libgit2 sorts them as git requires.
     func createTree(_ entries: [(name: String, oid: GitOID, mode: Mode)]) throws(MVCError) -> GitOID {
         var builder: OpaquePointer?
-        try check(git_treebuilder_new(&builder, handle, nil), "create tree")
-        defer { git_treebuilder_free(builder) }
+        try check(mvc_git_treebuilder_new(&builder, handle, nil), "create tree")
+        defer { mvc_git_treebuilder_free(builder) }
         for e in entries {
             var oid = e.oid.raw
-            try check(git_treebuilder_insert(nil, builder, e.name, &oid, git_filemode_t(e.mode.rawValue)), "add tree entry", e.name)
+            try check(mvc_git_treebuilder_insert(nil, builder, e.name, &oid, git_filemode_t(e.mode.rawValue)), "add tree entry", e.name)
         }
         var out = git_oid()
-        try check(git_treebuilder_write(&out, builder), "write tree")
+        try check(mvc_git_treebuilder_write(&out, builder), "write tree")
         return GitOID(out)
     }
 
@@ -158,24 +163,24 @@ final class GitRepository {
 
     func createCommit(tree: GitOID, parents: [GitOID], author: Person, message: String) throws(MVCError) -> GitOID {
         var sig: UnsafeMutablePointer<git_signature>?
-        try check(git_signature_new(&sig, author.name.isEmpty ? "unknown" : author.name, author.email,
+        try check(mvc_git_signature_new(&sig, author.name.isEmpty ? "unknown" : author.name, author.email,
                                     git_time_t(author.time), Int32(author.offsetMinutes)), "create signature", author.name)
-        defer { git_signature_free(sig) }
+        defer { mvc_git_signature_free(sig) }
         var treeOID = tree.raw
         var treeObj: OpaquePointer?
-        try check(git_tree_lookup(&treeObj, handle, &treeOID), "look up tree", tree.hex)
-        defer { git_tree_free(treeObj) }
+        try check(mvc_git_tree_lookup(&treeObj, handle, &treeOID), "look up tree", tree.hex)
+        defer { mvc_git_tree_free(treeObj) }
         var parentObjs: [OpaquePointer?] = []
-        defer { for p in parentObjs { git_commit_free(p) } }
+        defer { for p in parentObjs { mvc_git_commit_free(p) } }
         for p in parents {
             var oid = p.raw
             var c: OpaquePointer?
-            try check(git_commit_lookup(&c, handle, &oid), "look up commit", p.hex)
+            try check(mvc_git_commit_lookup(&c, handle, &oid), "look up commit", p.hex)
             parentObjs.append(c)
         }
         var out = git_oid()
         let rc = parentObjs.withUnsafeMutableBufferPointer { buf in
-            git_commit_create(&out, handle, nil, sig, sig, "UTF-8", message, treeObj, buf.count, buf.baseAddress)
+            mvc_git_commit_create(&out, handle, nil, sig, sig, "UTF-8", message, treeObj, buf.count, buf.baseAddress)
         }
         try check(rc, "create commit")
         return GitOID(out)
@@ -184,8 +189,8 @@ final class GitRepository {
     /// The target of a direct ref, nil when absent.
     func readRef(_ name: String) throws(MVCError) -> GitOID? {
         var oid = git_oid()
-        let rc = git_reference_name_to_id(&oid, handle, name)
-        if rc == GIT_ENOTFOUND.rawValue { git_error_clear(); return nil }
+        let rc = mvc_git_reference_name_to_id(&oid, handle, name)
+        if rc == GIT_ENOTFOUND.rawValue { mvc_git_error_clear(); return nil }
         try check(rc, "read ref", name)
         return GitOID(oid)
     }
@@ -193,34 +198,34 @@ final class GitRepository {
     /// Compare-and-swap: moves `name` to `new` only if it still points at `expected` (nil: it
     /// must not exist). Writes a reflog entry with `message`.
     func updateRef(_ name: String, to new: GitOID, expected: GitOID?, message: String) throws(MVCError) {
-        try check(git_reference_ensure_log(handle, name), "create reflog", name)
+        try check(mvc_git_reference_ensure_log(handle, name), "create reflog", name)
         var newOID = new.raw
         var ref: OpaquePointer?
         let rc: Int32
         if let expected {
             var cur = expected.raw
-            rc = git_reference_create_matching(&ref, handle, name, &newOID, 1, &cur, message)
+            rc = mvc_git_reference_create_matching(&ref, handle, name, &newOID, 1, &cur, message)
         } else {
-            rc = git_reference_create(&ref, handle, name, &newOID, 0, message)
+            rc = mvc_git_reference_create(&ref, handle, name, &newOID, 0, message)
         }
         if rc == GIT_EMODIFIED.rawValue || rc == GIT_EEXISTS.rawValue {
-            git_error_clear()
+            mvc_git_error_clear()
             throw MVCError(.refMoved, "git ref '\(name)' moved since it was read", hint: "run 'mvc mirror sync'")
         }
         try check(rc, "update ref", name)
-        git_reference_free(ref)
+        mvc_git_reference_free(ref)
     }
 
     /// Names of refs matching a glob such as `refs/mvc/*`.
     func refNames(glob: String) throws(MVCError) -> [String] {
         var iter: OpaquePointer?
-        try check(git_reference_iterator_glob_new(&iter, handle, glob), "list refs", glob)
-        defer { git_reference_iterator_free(iter) }
+        try check(mvc_git_reference_iterator_glob_new(&iter, handle, glob), "list refs", glob)
+        defer { mvc_git_reference_iterator_free(iter) }
         var out: [String] = []
         while true {
             var name: UnsafePointer<CChar>?
-            let rc = git_reference_next_name(&name, iter)
-            if rc == GIT_ITEROVER.rawValue { git_error_clear(); break }
+            let rc = mvc_git_reference_next_name(&name, iter)
+            if rc == GIT_ITEROVER.rawValue { mvc_git_error_clear(); break }
             try check(rc, "list refs", glob)
             if let name, let s = String(validatingCString: name) { out.append(s) }
         }
@@ -236,25 +241,25 @@ final class GitRepository {
     func readCommit(_ id: GitOID) throws(MVCError) -> CommitInfo {
         var oid = id.raw
         var c: OpaquePointer?
-        try check(git_commit_lookup(&c, handle, &oid), "look up commit", id.hex)
-        defer { git_commit_free(c) }
+        try check(mvc_git_commit_lookup(&c, handle, &oid), "look up commit", id.hex)
+        defer { mvc_git_commit_free(c) }
         var parents: [GitOID] = []
-        for i in 0..<git_commit_parentcount(c) { parents.append(GitOID(git_commit_parent_id(c, i).pointee)) }
-        let message = git_commit_message(c).flatMap { String(validatingCString: $0) } ?? ""
-        return CommitInfo(tree: GitOID(git_commit_tree_id(c).pointee), parents: parents, message: message)
+        for i in 0..<mvc_git_commit_parentcount(c) { parents.append(GitOID(mvc_git_commit_parent_id(c, i).pointee)) }
+        let message = mvc_git_commit_message(c).flatMap { String(validatingCString: $0) } ?? ""
+        return CommitInfo(tree: GitOID(mvc_git_commit_tree_id(c).pointee), parents: parents, message: message)
     }
 
     /// The entries of a tree: (name, oid, mode).
     func readTree(_ id: GitOID) throws(MVCError) -> [(name: String, oid: GitOID, mode: UInt32)] {
         var oid = id.raw
         var t: OpaquePointer?
-        try check(git_tree_lookup(&t, handle, &oid), "look up tree", id.hex)
-        defer { git_tree_free(t) }
+        try check(mvc_git_tree_lookup(&t, handle, &oid), "look up tree", id.hex)
+        defer { mvc_git_tree_free(t) }
         var out: [(String, GitOID, UInt32)] = []
-        for i in 0..<git_tree_entrycount(t) {
-            guard let e = git_tree_entry_byindex(t, i) else { continue }
-            let name = git_tree_entry_name(e).flatMap { String(validatingCString: $0) } ?? ""
-            out.append((name, GitOID(git_tree_entry_id(e).pointee), UInt32(git_tree_entry_filemode(e).rawValue)))
+        for i in 0..<mvc_git_tree_entrycount(t) {
+            guard let e = mvc_git_tree_entry_byindex(t, i) else { continue }
+            let name = mvc_git_tree_entry_name(e).flatMap { String(validatingCString: $0) } ?? ""
+            out.append((name, GitOID(mvc_git_tree_entry_id(e).pointee), UInt32(mvc_git_tree_entry_filemode(e).rawValue)))
         }
         return out
     }
@@ -262,18 +267,18 @@ final class GitRepository {
     func readBlob(_ id: GitOID) throws(MVCError) -> [UInt8] {
         var oid = id.raw
         var b: OpaquePointer?
-        try check(git_blob_lookup(&b, handle, &oid), "look up blob", id.hex)
-        defer { git_blob_free(b) }
-        let size = Int(git_blob_rawsize(b))
-        guard size > 0, let p = git_blob_rawcontent(b) else { return [] }
+        try check(mvc_git_blob_lookup(&b, handle, &oid), "look up blob", id.hex)
+        defer { mvc_git_blob_free(b) }
+        let size = Int(mvc_git_blob_rawsize(b))
+        guard size > 0, let p = mvc_git_blob_rawcontent(b) else { return [] }
         return Array(UnsafeRawBufferPointer(start: p, count: size))
     }
 
     func objectExists(_ id: GitOID) -> Bool {
         var odb: OpaquePointer?
-        guard git_repository_odb(&odb, handle) == 0 else { git_error_clear(); return false }
-        defer { git_odb_free(odb) }
+        guard mvc_git_repository_odb(&odb, handle) == 0 else { mvc_git_error_clear(); return false }
+        defer { mvc_git_odb_free(odb) }
         var oid = id.raw
-        return git_odb_exists(odb, &oid) == 1
+        return mvc_git_odb_exists(odb, &oid) == 1
     }
 }

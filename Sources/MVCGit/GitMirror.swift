@@ -45,15 +45,16 @@ public final class GitMirror {
 
     var mapPath: String { repo.storeDirectory + "/git-map" }
 
-    /// The mirror of a store inside a git work tree; nil when the work tree is not in git.
-    public static func open(_ repo: Repository) -> GitMirror? {
-        guard let git = GitRepository.discover(repo.workTree), git.workTree != nil else { return nil }
+    /// The mirror of a store inside a git work tree; nil when the work tree is not in git. Throws
+    /// when it may be but git cannot be read (libgit2 missing).
+    public static func open(_ repo: Repository) throws(MVCError) -> GitMirror? {
+        guard let git = try GitRepository.discover(repo.workTree), git.workTree != nil else { return nil }
         return GitMirror(repo: repo, git: git)
     }
 
     /// The root of the git work tree containing `path`, nil outside git.
-    public static func gitWorkTree(containing path: String) -> String? {
-        GitRepository.discover(path)?.workTree
+    public static func gitWorkTree(containing path: String) throws(MVCError) -> String? {
+        try GitRepository.discover(path)?.workTree
     }
 
     init(repo: Repository, git: GitRepository) {

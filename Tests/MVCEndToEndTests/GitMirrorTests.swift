@@ -209,6 +209,32 @@ struct GitMirrorTests {
         #expect(try other.gitOK(["status", "--porcelain"]).stdout == "?? .gitignore\n?? mvc.lock\n")
     }
 
+    @Test("without libgit2 inside git: changes warn and succeed, mirror and hooks say what is missing, sync catches up later")
+    func withoutLibgit2() throws {
+        let p = try GitProject.make()
+        let sb = p.sandbox
+        let before = try sb.mvcGitRefs()
+        let missing = ["MVC_LIBGIT2": sb.scratch + "/no-such-libgit2.so"]
+
+        // The store moves on; the command says the mirror was not updated, and succeeds.
+        let promote = try sb.mvc(["promote", "iris-mlp@v1", "--to", "staging", "-m", "candidate"], env: missing)
+        #expect(promote.status == 0, "\(promote)")
+        #expect(promote.stderr.contains("warning: git mirror not updated") && promote.stderr.contains("no-such-libgit2.so"), "\(promote)")
+        #expect(try sb.mvcGitRefs() == before)
+
+        // Commands that are about git fail with the cause and what to install, not "not in git".
+        let sync = try sb.mvc(["mirror", "sync"], env: missing)
+        #expect(sync.status == 1 && sync.stderrLines.first?.contains("no-such-libgit2.so") == true, "\(sync)")
+        #expect(sync.stderr.contains("hint:") && sync.stderr.contains("libgit2") && !sync.stderr.contains("git init"), "\(sync)")
+        // A hook never stops git, but says that it did nothing.
+        let hook = try sb.mvc(["hook", "pre-commit"], env: missing)
+        #expect(hook.status == 0 && hook.stderr.contains("hook did nothing"), "\(hook)")
+
+        // With libgit2 back, the mirror catches up.
+        try sb.mvcOK("mirror", "sync")
+        #expect(try sb.mvcGitRefs()["refs/mvc/stages/iris-mlp/staging"] != nil)
+    }
+
     @Test("mvc mirror sync catches up after commits made with the mirror off, then does nothing")
     func syncCatchesUp() throws {
         let p = try GitProject.make()

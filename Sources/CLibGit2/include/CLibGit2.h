@@ -4,10 +4,13 @@
 // needed, not linked: linking it made every mvc command load ~15 shared libraries at start (ssh,
 // TLS, Kerberos, ...), 3-4 ms of a 6 ms start, while most commands never touch git.
 //
-// The git_* functions MVCGit calls are trampolines (symbols.inc, written by
-// Scripts/gen-libgit2-loader.py) to the library's own functions; call mvc_git_load first.
+// MVCGit calls libgit2's git_X as mvc_git_X (mvc_git_functions.h, symbols.inc, written by
+// Scripts/gen-libgit2-loader.py): a trampoline to the library's own function, under a name of its
+// own so that a program linking the MVC library and libgit2 both keeps libgit2's names to libgit2.
+// Call mvc_git_load first.
 #include <git2.h>
 #include <stddef.h>
+#include "mvc_git_functions.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -5,8 +5,9 @@ import MVC
 /// Mirrors the store into git after a command changed it. Never fails the command: the store is
 /// already right, and 'mvc mirror sync' repairs the mirror later. `MVC_MIRROR=0` turns it off.
 func mirrorAfterChange(_ repo: Repository) {
-    guard ProcessInfo.processInfo.environment["MVC_MIRROR"] != "0", let mirror = GitMirror.open(repo) else { return }
+    guard ProcessInfo.processInfo.environment["MVC_MIRROR"] != "0" else { return }
     do throws(MVCError) {
+        guard let mirror = try GitMirror.open(repo) else { return }
         let r = try mirror.sync()
         for c in r.conflicts {
             warn("git ref '\(c)' was moved by someone else; run 'mvc mirror sync' after checking it")
@@ -39,7 +40,7 @@ struct MirrorSync: ParsableCommand {
     func run() throws {
         try runReporting { () throws(MVCError) in
             let repo = try global.repository()
-            guard let mirror = GitMirror.open(repo) else {
+            guard let mirror = try GitMirror.open(repo) else {
                 throw MVCError(.gitMirror, "'\(repo.workTree)' is not inside a git work tree", hint: "run 'git init' there first, or move the store into your code's repository")
             }
             let r = try mirror.sync(force: force)
@@ -67,12 +68,12 @@ struct MirrorImport: ParsableCommand {
             do throws(MVCError) {
                 repo = try global.repository()
             } catch where error.code == .notARepository {
-                guard let root = GitMirror.gitWorkTree(containing: global.baseDirectory) else {
+                guard let root = try GitMirror.gitWorkTree(containing: global.baseDirectory) else {
                     throw MVCError(.gitMirror, "not inside a git work tree", hint: "clone the repository first")
                 }
                 repo = try Repository.initialize(at: root)
             }
-            guard let mirror = GitMirror.open(repo) else {
+            guard let mirror = try GitMirror.open(repo) else {
                 throw MVCError(.gitMirror, "'\(repo.workTree)' is not inside a git work tree")
             }
             let r = try mirror.importAll()
@@ -92,7 +93,7 @@ struct HooksCommand: ParsableCommand {
 }
 
 func gitMirrorOrFail(_ repo: Repository) throws(MVCError) -> GitMirror {
-    guard let mirror = GitMirror.open(repo) else {
+    guard let mirror = try GitMirror.open(repo) else {
         throw MVCError(.gitMirror, "'\(repo.workTree)' is not inside a git work tree", hint: "hooks belong to a git repository; run 'git init' first")
     }
     return mirror
@@ -140,7 +141,15 @@ struct HookCommand: ParsableCommand {
     @Argument(parsing: .allUnrecognized, help: "git's arguments to the hook.") var arguments: [String] = []
 
     func run() throws {
-        guard let repo = try? Repository.discover(from: directory), let mirror = GitMirror.open(repo) else { return }
+        guard let repo = try? Repository.discover(from: directory) else { return }
+        let mirror: GitMirror
+        do throws(MVCError) {
+            guard let found = try GitMirror.open(repo) else { return }
+            mirror = found
+        } catch {
+            warn("mvc's \(name) hook did nothing: \(error.message)")   // never stops git
+            return
+        }
         let stdin = name == "pre-push" ? (String(data: FileHandle.standardInput.readDataToEndOfFile(), encoding: .utf8) ?? "") : ""
         let outcome = GitHooks.run(name, arguments: arguments, repo: repo, mirror: mirror, stdin: stdin)
         for m in outcome.messages { FileHandle.standardError.write(Data((m + "\n").utf8)) }
