@@ -74,10 +74,13 @@ extension Repository {
 
         // Plan: decide for every file before touching anything.
         var toWrite: [FileEntry] = [], unchanged = 0, conflicts: [String] = []
+        var present = Set<String>()   // files to write that replace something
+        let planned = ParentDirectories()
         for f in files {
-            try checkParents(f.path, under: target)
             let abs = joinPath(target, f.path)
-            guard let st = try FileIO.lstat(abs) else { toWrite.append(f); continue }
+            // Under a directory that does not exist yet, nothing is in the way: no lstat per file.
+            guard try planned.exist(f.path, under: target, checkParents), let st = try FileIO.lstat(abs) else { toWrite.append(f); continue }
+            present.insert(f.path)
             if st.isDirectory { conflicts.append(f.path + " (a directory is in the way)"); continue }
             if st.isSymlink { if force { toWrite.append(f) } else { conflicts.append(f.path + " (a symbolic link)") }; continue }
             guard st.isRegular else { conflicts.append(f.path + " (not a regular file)"); continue }
@@ -127,9 +130,11 @@ extension Repository {
         // The files written into the work tree, recorded in the stat cache together once the last
         // is written (also when a later one fails): `StatCache.recordWritten` waits up to 20 ms.
         var written: [StatCache.WrittenFile] = []
+        let made = ParentDirectories()
         do throws(MVCError) {
             for f in toWrite {
-                let st = try writeFile(f, under: target, writer: writer) { progress.advance(bytes: $0, path: f.path) }
+                let st = try writeFile(f, under: target, writer: writer, parents: made, mayExist: present.contains(f.path),
+                                       statAfter: target == workTree) { progress.advance(bytes: $0, path: f.path) }
                 if target == workTree {
                     if let st, st.isRegular { written.append(.init(path: f.path, stat: st, id: f.id)) } else { cache.forget(f.path) }
                 }
@@ -182,12 +187,14 @@ extension Repository {
     }
 
     /// Every directory between `target` and the file must be a real directory (or absent).
-    private func checkParents(_ rel: String, under target: String) throws(MVCError) {
+    /// Returns true when all of them exist.
+    @discardableResult
+    private func checkParents(_ rel: String, under target: String) throws(MVCError) -> Bool {
         try validateRelativePath(rel)
         var dir = target
         for part in rel.split(separator: "/").dropLast() {
             dir = joinPath(dir, String(part))
-            guard let st = try FileIO.lstat(dir) else { return }
+            guard let st = try FileIO.lstat(dir) else { return false }
             if st.isSymlink {
                 throw MVCError(.unsafePath, "refusing to write '\(rel)': '\(dir)' is a symbolic link", hint: "remove the link or check out with -o into another directory")
             }
@@ -195,19 +202,24 @@ extension Repository {
                 throw MVCError(.unsafePath, "cannot write '\(rel)': '\(dir)' is a file", hint: "move the file aside")
             }
         }
+        return true
     }
 
     /// Writes `f` to a temp file and renames it into place; returns its `lstat` right after the
-    /// rename (nil if it is already gone).
-    private func writeFile(_ f: FileEntry, under target: String, writer: CheckoutWriter, progress: (UInt64) -> Void) throws(MVCError) -> FileIO.Stat? {
-        try checkParents(f.path, under: target)
+    /// rename (nil if it is already gone, or not `statAfter`). `mayExist`: the plan found
+    /// something at the path (else there is nothing to replace, and no `lstat` to make).
+    private func writeFile(_ f: FileEntry, under target: String, writer: CheckoutWriter, parents: ParentDirectories, mayExist: Bool,
+                           statAfter: Bool, progress: (UInt64) -> Void) throws(MVCError) -> FileIO.Stat? {
         let abs = joinPath(target, f.path)
         let dir = parentPath(abs)
-        try FileIO.mkdirs(dir)
-        try checkParents(f.path, under: target)   // again, now that the directories exist
-        let tmp = joinPath(dir, ".mvc-tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+        if try !parents.exist(f.path, under: target, checkParents) {
+            try FileIO.mkdirs(dir)
+            try checkParents(f.path, under: target)   // again, now that the directories exist
+            parents.made(f.path)
+        }
+        let tmp = joinPath(dir, writer.nextTempName())
         var replacing = false
-        if let old = try FileIO.lstat(abs), old.isRegular {
+        if mayExist, let old = try FileIO.lstat(abs), old.isRegular {
             replacing = true
             writer.dropCache(of: abs, size: old.size)
         }
@@ -234,8 +246,7 @@ extension Repository {
                 }
                 writer.discard(tmp)
             } else {
-                if let st = try FileIO.lstat(abs), st.isSymlink { FileIO.unlink(abs) }
-                try FileIO.rename(tmp, abs)
+                try FileIO.rename(tmp, abs)   // over a symlink, replaces the link itself
             }
         } catch {
             if isOpen { close(fd) }   // never twice: the number may belong to another file by now
@@ -243,8 +254,32 @@ extension Repository {
             throw error
         }
         // The file is in place; a stat that fails now only means it is not recorded.
+        guard statAfter else { return nil }
         do throws(MVCError) { return try FileIO.lstat(abs) } catch { return nil }
     }
+}
+
+/// What one phase of a checkout learnt about the directories above its files: whether every
+/// directory between the target and a file's name exists as a real directory (`checkParents`),
+/// per parent directory, so that 200 files in one directory cost one check, not 200. Each file's
+/// path is still validated. A symlink or a file in the way is an error, never remembered.
+final class ParentDirectories {
+    private var known: [String: Bool] = [:]
+
+    /// True when all the parents of `rel` exist; false when one is absent.
+    func exist(_ rel: String, under target: String, _ check: (String, String) throws(MVCError) -> Bool) throws(MVCError) -> Bool {
+        let parent = parentPath(rel)
+        if let k = known[parent] {
+            try validateRelativePath(rel)
+            return k
+        }
+        let k = try check(rel, target)
+        known[parent] = k
+        return k
+    }
+
+    /// The parents of `rel` were just created and checked.
+    func made(_ rel: String) { known[parentPath(rel)] = true }
 }
 
 /// Writes objects' content into new files for checkout, verified chunk by chunk (FORMAT.md V3).
@@ -279,6 +314,15 @@ final class CheckoutWriter {
     static let smallObject: UInt64 = 1 << 20
     /// Allocated for the first object that needs them.
     private var slots: [UnsafeMutableRawBufferPointer] = []
+
+    /// Temp names: `.mvc-tmp-<pid>-<n>`, `n` counting up from a random start (`O_EXCL` still
+    /// refuses any name that exists), without a `getpid` and a `getrandom` per file.
+    private let tempPrefix = ".mvc-tmp-\(getpid())-"
+    private var tempCounter = UInt32.random(in: 0...UInt32.max)
+    func nextTempName() -> String {
+        tempCounter &+= 1
+        return tempPrefix + String(tempCounter)
+    }
     private let free: [DispatchSemaphore]
     private let verifier = Verifier()
     private let queue = DispatchQueue(label: "mvc.checkout.verify")
