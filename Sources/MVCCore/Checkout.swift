@@ -131,10 +131,12 @@ extension Repository {
         // is written (also when a later one fails): `StatCache.recordWritten` waits up to 20 ms.
         var written: [StatCache.WrittenFile] = []
         let made = ParentDirectories()
+        let prefetch = SmallObjectPrefetch(store: objects, files: toWrite)
         do throws(MVCError) {
-            for f in toWrite {
+            try prefetch.forEach { (i, prefetched) throws(MVCError) in
+                let f = toWrite[i]
                 let st = try writeFile(f, under: target, writer: writer, parents: made, mayExist: present.contains(f.path),
-                                       statAfter: target == workTree) { progress.advance(bytes: $0, path: f.path) }
+                                       statAfter: target == workTree, prefetched: prefetched) { progress.advance(bytes: $0, path: f.path) }
                 if target == workTree {
                     if let st, st.isRegular { written.append(.init(path: f.path, stat: st, id: f.id)) } else { cache.forget(f.path) }
                 }
@@ -209,7 +211,7 @@ extension Repository {
     /// rename (nil if it is already gone, or not `statAfter`). `mayExist`: the plan found
     /// something at the path (else there is nothing to replace, and no `lstat` to make).
     private func writeFile(_ f: FileEntry, under target: String, writer: CheckoutWriter, parents: ParentDirectories, mayExist: Bool,
-                           statAfter: Bool, progress: (UInt64) -> Void) throws(MVCError) -> FileIO.Stat? {
+                           statAfter: Bool, prefetched: UnsafeRawBufferPointer? = nil, progress: (UInt64) -> Void) throws(MVCError) -> FileIO.Stat? {
         let abs = joinPath(target, f.path)
         let dir = parentPath(abs)
         if try !parents.exist(f.path, under: target, checkParents) {
@@ -226,8 +228,14 @@ extension Repository {
         let fd = try FileIO.createExclusive(tmp, mode: f.kind == .exec ? 0o755 : 0o644)
         var isOpen = true
         do throws(MVCError) {
-            // Returns only when every byte written was verified (FORMAT.md V2, V3).
-            try writer.write(f.id, to: fd, path: tmp, progress: progress)
+            if let prefetched {
+                // Read and verified ahead (`SmallObjectPrefetch`).
+                try CheckoutWriter.pwriteAll(fd, prefetched, at: 0, path: tmp)
+                progress(UInt64(prefetched.count))
+            } else {
+                // Returns only when every byte written was verified (FORMAT.md V2, V3).
+                try writer.write(f.id, to: fd, path: tmp, progress: progress)
+            }
             fchmod(fd, f.kind == .exec ? 0o755 : 0o644)
             close(fd)
             isOpen = false
@@ -493,13 +501,18 @@ final class CheckoutWriter {
 
     /// Reads `area.count` bytes of a stored piece, from `from` on.
     private func read(_ p: Piece, at loc: ObjectStore.Location, from: UInt64, into area: UnsafeMutableRawBufferPointer) throws(MVCError) {
+        try CheckoutWriter.read(p.id, at: loc, from: from, into: area)
+    }
+
+    /// Reads `area.count` bytes of a stored record, from `from` on.
+    static func read(_ id: ObjectID, at loc: ObjectStore.Location, from: UInt64, into area: UnsafeMutableRawBufferPointer) throws(MVCError) {
         switch loc {
         case .packed(let pack, let e):
             _ = try pack.read(e, from: from, into: area)   // throws when the pack is cut short
         case .loose(let loosePath, _, _):
             let fd = try FileIO.openRead(loosePath)
             defer { close(fd) }
-            guard try FileIO.pread(fd, into: area, at: from, path: loosePath) == area.count else { throw .corrupt(p.id, "object is truncated") }
+            guard try FileIO.pread(fd, into: area, at: from, path: loosePath) == area.count else { throw .corrupt(id, "object is truncated") }
         }
     }
 
@@ -510,7 +523,7 @@ final class CheckoutWriter {
     static let writeBytes = 256 << 10
 
     /// Writes `bytes` at `offset`, in writes of at most `writeBytes` that end at multiples of it.
-    private static func pwriteAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, at offset: UInt64, path: String) throws(MVCError) {
+    static func pwriteAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, at offset: UInt64, path: String) throws(MVCError) {
         var done = 0
         while done < bytes.count {
             let at = offset + UInt64(done)
@@ -564,6 +577,133 @@ final class CheckoutWriter {
         private func fail(_ error: MVCError) {
             failure = error
             failed.store(true, ordering: .relaxed)
+        }
+    }
+}
+
+/// The small files of a checkout (raw objects of 1 byte to 1 MiB: a dataset's files), read and
+/// verified ahead of the writing thread on a queue of their own, in groups of up to 8 MiB and
+/// 1,024 objects, four SHA-256 streams side by side (`ObjectID.hashMany`). The writing thread
+/// then only creates, writes and renames files: hashing 20,000 files of 1-64 KiB one by one was
+/// 0.3 s of a 1.1 s checkout on that thread. Two groups: one is filled while the other is written.
+/// Other files (larger, chunked, empty) go through `CheckoutWriter.write` as before.
+///
+/// `@unchecked Sendable`: a group is touched by the reading queue between its `free` and `ready`
+/// signals and by the writing thread between `ready` and `free`; `stop` is atomic.
+final class SmallObjectPrefetch: @unchecked Sendable {
+    private final class Group: @unchecked Sendable {
+        let buffer: UnsafeMutableRawBufferPointer
+        /// The files (indices into `files`) this group covers, in order, and where the bytes of
+        /// those it read are.
+        var range: Range<Int> = 0..<0
+        var bytes: [Int: (offset: Int, count: Int)] = [:]
+        /// The first file that could not be read or verified, and why; the group ends there.
+        var failure: (index: Int, error: MVCError)?
+        let free = DispatchSemaphore.token()
+        let ready = DispatchSemaphore(value: 0)
+
+        init(capacity: Int) { buffer = .allocate(byteCount: capacity, alignment: 64) }
+        deinit { buffer.deallocate() }
+    }
+
+    static let groupBytes = 8 << 20
+    static let groupFiles = 1024
+
+    private let store: ObjectStore
+    private let files: [FileEntry]
+    private let groups: [Group]
+    private let queue = DispatchQueue(label: "mvc.checkout.prefetch")
+    private let stop = Atomic<Bool>(false)
+
+    init(store: ObjectStore, files: [FileEntry]) {
+        self.store = store
+        self.files = files
+        let small = files.contains { $0.size > 0 && $0.size <= CheckoutWriter.smallObject }
+        groups = small ? (0..<2).map { _ in Group(capacity: SmallObjectPrefetch.groupBytes + Int(CheckoutWriter.smallObject)) } : []
+    }
+
+    /// Calls `body` for every file in order, with its bytes when they were read ahead (verified),
+    /// nil when `body` must read the file itself. Stops at the first error, `body`'s or a read's.
+    func forEach(_ body: (Int, UnsafeRawBufferPointer?) throws(MVCError) -> Void) throws(MVCError) {
+        guard !groups.isEmpty else {
+            for i in files.indices { try body(i, nil) }
+            return
+        }
+        queue.async { [self] in produce() }
+        defer {
+            // Let the reading queue finish (or see `stop`) before the groups can go.
+            stop.store(true, ordering: .relaxed)
+            for g in groups { g.free.signal() }
+            queue.sync {}
+        }
+        var next = 0, k = 0
+        while next < files.count {
+            let g = groups[k % 2]
+            g.ready.wait()
+            for i in g.range {
+                if let failure = g.failure, failure.index == i { throw failure.error }
+                if let at = g.bytes[i] {
+                    try body(i, UnsafeRawBufferPointer(rebasing: g.buffer[at.offset..<(at.offset + at.count)]))
+                } else {
+                    try body(i, nil)
+                }
+            }
+            next = g.range.upperBound
+            g.free.signal()
+            k += 1
+        }
+    }
+
+    /// The reading queue: fills the groups in turn until every file is covered or a read fails.
+    private func produce() {
+        var next = 0, k = 0
+        while next < files.count {
+            let g = groups[k % 2]
+            g.free.wait()
+            if stop.load(ordering: .relaxed) { return }
+            fill(g, from: next)
+            next = g.range.upperBound
+            g.ready.signal()
+            if g.failure != nil { return }
+            k += 1
+        }
+    }
+
+    private func fill(_ g: Group, from start: Int) {
+        g.bytes.removeAll(keepingCapacity: true)
+        g.failure = nil
+        var used = 0, i = start, read = 0
+        var slices: [UnsafeRawBufferPointer] = [], ids: [(Int, ObjectID)] = []
+        while i < files.count && read < SmallObjectPrefetch.groupFiles {
+            let f = files[i]
+            if f.size > 0 && f.size <= CheckoutWriter.smallObject {
+                if used + Int(f.size) > SmallObjectPrefetch.groupBytes && read > 0 { break }
+                do throws(MVCError) {
+                    guard let loc = try store.locate(f.id) else { throw .missing(f.id) }
+                    if loc.kind == .raw && loc.storedSize == f.size {
+                        let area = UnsafeMutableRawBufferPointer(rebasing: g.buffer[used..<(used + Int(f.size))])
+                        try CheckoutWriter.read(f.id, at: loc, from: 0, into: area)
+                        g.bytes[i] = (used, Int(f.size))
+                        slices.append(UnsafeRawBufferPointer(area))
+                        ids.append((i, f.id))
+                        used += Int(f.size)
+                        read += 1
+                    }
+                } catch {
+                    g.failure = (i, error)
+                    i += 1
+                    break
+                }
+            }
+            i += 1
+        }
+        g.range = start..<i
+        // Verified before the writing thread sees them (FORMAT.md V2): the first mismatch ends
+        // the group there.
+        for ((index, id), h) in zip(ids, ObjectID.hashMany(slices)) where h != id {
+            if g.failure == nil || index < g.failure!.index {
+                g.failure = (index, .corrupt(id, "content does not match its id"))
+            }
         }
     }
 }

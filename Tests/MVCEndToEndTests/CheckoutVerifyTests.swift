@@ -64,4 +64,48 @@ struct CheckoutVerifyTests {
         let fsck = try sb.mvc("fsck")
         #expect(fsck.status != 0, "\(fsck)")
     }
+
+    @Test("1,500 small files (two read-ahead groups): byte-exact, and a damaged one in the second group stops the checkout at it")
+    func manySmallFiles() throws {
+        let sb = try Sandbox()
+        try sb.mvcOK("init")
+        var rng = SplitMix64(seed: 0x6D76_632D_736D_0001)
+        var contents: [String: Data] = [:]
+        for i in 0..<1500 {
+            let size = 1024 + Int(rng.next() % 15_000)
+            var bytes = [UInt8](repeating: 0, count: size)
+            for j in 0..<size { bytes[j] = UInt8(truncatingIfNeeded: rng.next()) }
+            let d = Data(bytes)
+            let path = String(format: "data/d%02d/f%04d.bin", i / 100, i)
+            try sb.write(path, d)
+            contents[path] = d
+        }
+        try sb.mvcOK("commit", "data", "--name", "many", "--kind", "dataset")
+
+        let ok = sb.scratch + "/ok"
+        try sb.mvcOK("checkout", "many@v1", "-o", ok)
+        for (path, d) in contents { #expect(try sb.readAbsolute(ok + "/" + path) == d, "\(path)") }
+
+        // Damage file 1200 (past the first group's 1,024 files) in the pack.
+        let victim = String(format: "data/d%02d/f%04d.bin", 12, 1200)
+        let needle = contents[victim]!.prefix(64)
+        let dir = sb.path(".mvc/objects/pack")
+        var damaged = false
+        for name in try FileManager.default.contentsOfDirectory(atPath: dir) where name.hasSuffix(".pack") {
+            var bytes = try sb.readAbsolute(dir + "/" + name)
+            guard let r = bytes.range(of: needle) else { continue }
+            bytes[r.lowerBound + 10] ^= 0x08
+            chmod(dir + "/" + name, 0o644)
+            try bytes.write(to: URL(fileURLWithPath: dir + "/" + name))
+            damaged = true
+        }
+        try #require(damaged)
+        let out = sb.scratch + "/out"
+        let r = try sb.mvcFails(["checkout", "many@v1", "-o", out], mentioning: "corrupt")
+        #expect(r.stderr.contains(try sb.sha256(of: contents[victim]!)), "names the damaged object: \(r)")
+        let written = Set(sb.files(under: out))
+        #expect(!written.contains(victim) && !written.contains { $0.contains(".mvc-tmp-") }, "nothing wrong, no temp file")
+        #expect(written.contains(String(format: "data/d%02d/f%04d.bin", 11, 1199)), "the files before it were written")
+        #expect(!written.contains(String(format: "data/d%02d/f%04d.bin", 14, 1499)), "none after it")
+    }
 }
