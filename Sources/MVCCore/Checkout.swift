@@ -27,8 +27,9 @@ extension Repository {
     ///
     /// Refuses, before writing anything, to replace a file whose current bytes are not in the
     /// store (local changes) unless `force`. Never writes outside the target: paths come from
-    /// validated tree entries, every parent directory is checked not to be a symlink, and files
-    /// are written to a temp file and renamed into place (a rename replaces a link, never its target).
+    /// validated tree entries, the parent directories of every file are checked not to be
+    /// symlinks as it is written, and files are written to a temp file and renamed into place (a
+    /// rename replaces a link, never its target).
     public func checkout(_ revision: String, into directory: String? = nil, paths filter: [String] = [],
                          force: Bool = false, progress: any ProgressSink = SilentProgress()) throws(MVCError) -> CheckoutResult {
         let (id, commit) = try resolveCommit(revision)
@@ -74,13 +75,13 @@ extension Repository {
 
         // Plan: decide for every file before touching anything.
         var toWrite: [FileEntry] = [], unchanged = 0, conflicts: [String] = []
-        var present = Set<String>()   // files to write that replace something
+        var present = Set<PathKey>()   // files to write that replace something (keys: bytes, not NFC)
         let planned = ParentDirectories()
         for f in files {
             let abs = joinPath(target, f.path)
             // Under a directory that does not exist yet, nothing is in the way: no lstat per file.
             guard try planned.exist(f.path, under: target, checkParents), let st = try FileIO.lstat(abs) else { toWrite.append(f); continue }
-            present.insert(f.path)
+            present.insert(f.path.byteKey)
             if st.isDirectory { conflicts.append(f.path + " (a directory is in the way)"); continue }
             if st.isSymlink { if force { toWrite.append(f) } else { conflicts.append(f.path + " (a symbolic link)") }; continue }
             guard st.isRegular else { conflicts.append(f.path + " (not a regular file)"); continue }
@@ -130,12 +131,11 @@ extension Repository {
         // The files written into the work tree, recorded in the stat cache together once the last
         // is written (also when a later one fails): `StatCache.recordWritten` waits up to 20 ms.
         var written: [StatCache.WrittenFile] = []
-        let made = ParentDirectories()
         let prefetch = SmallObjectPrefetch(store: objects, files: toWrite)
         do throws(MVCError) {
             try prefetch.forEach { (i, prefetched) throws(MVCError) in
                 let f = toWrite[i]
-                let st = try writeFile(f, under: target, writer: writer, parents: made, mayExist: present.contains(f.path),
+                let st = try writeFile(f, under: target, writer: writer, mayExist: present.contains(f.path.byteKey),
                                        statAfter: target == workTree, prefetched: prefetched) { progress.advance(bytes: $0, path: f.path) }
                 if target == workTree {
                     if let st, st.isRegular { written.append(.init(path: f.path, stat: st, id: f.id)) } else { cache.forget(f.path) }
@@ -210,14 +210,15 @@ extension Repository {
     /// Writes `f` to a temp file and renames it into place; returns its `lstat` right after the
     /// rename (nil if it is already gone, or not `statAfter`). `mayExist`: the plan found
     /// something at the path (else there is nothing to replace, and no `lstat` to make).
-    private func writeFile(_ f: FileEntry, under target: String, writer: CheckoutWriter, parents: ParentDirectories, mayExist: Bool,
+    private func writeFile(_ f: FileEntry, under target: String, writer: CheckoutWriter, mayExist: Bool,
                            statAfter: Bool, prefetched: UnsafeRawBufferPointer? = nil, progress: (UInt64) -> Void) throws(MVCError) -> FileIO.Stat? {
         let abs = joinPath(target, f.path)
         let dir = parentPath(abs)
-        if try !parents.exist(f.path, under: target, checkParents) {
+        // Checked for every file as it is written (not remembered from the plan or an earlier
+        // file): a directory swapped for a symlink meanwhile is caught here.
+        if try !checkParents(f.path, under: target) {
             try FileIO.mkdirs(dir)
             try checkParents(f.path, under: target)   // again, now that the directories exist
-            parents.made(f.path)
         }
         let tmp = joinPath(dir, writer.nextTempName())
         var replacing = false
@@ -267,16 +268,19 @@ extension Repository {
     }
 }
 
-/// What one phase of a checkout learnt about the directories above its files: whether every
-/// directory between the target and a file's name exists as a real directory (`checkParents`),
-/// per parent directory, so that 200 files in one directory cost one check, not 200. Each file's
-/// path is still validated. A symlink or a file in the way is an error, never remembered.
+/// What a checkout's plan learnt about the directories above its files: whether every directory
+/// between the target and a file's name exists as a real directory (`checkParents`), per parent
+/// directory, so that 200 files in one directory cost one check, not 200 (a file under a
+/// directory that does not exist is not looked for). Each file's path is still validated. A
+/// symlink or a file in the way is an error, never remembered. Keyed by bytes (`PathKey`): two
+/// spellings of a name that Unicode calls equal are two directories on Linux. The write step does
+/// not use it: it checks the parents of every file as it writes it.
 final class ParentDirectories {
-    private var known: [String: Bool] = [:]
+    private var known: [PathKey: Bool] = [:]
 
     /// True when all the parents of `rel` exist; false when one is absent.
     func exist(_ rel: String, under target: String, _ check: (String, String) throws(MVCError) -> Bool) throws(MVCError) -> Bool {
-        let parent = parentPath(rel)
+        let parent = parentPath(rel).byteKey
         if let k = known[parent] {
             try validateRelativePath(rel)
             return k
@@ -285,9 +289,6 @@ final class ParentDirectories {
         known[parent] = k
         return k
     }
-
-    /// The parents of `rel` were just created and checked.
-    func made(_ rel: String) { known[parentPath(rel)] = true }
 }
 
 /// Writes objects' content into new files for checkout, verified chunk by chunk (FORMAT.md V3).
@@ -674,7 +675,7 @@ final class SmallObjectPrefetch: @unchecked Sendable {
         g.failure = nil
         var used = 0, i = start, read = 0
         var slices: [UnsafeRawBufferPointer] = [], ids: [(Int, ObjectID)] = []
-        while i < files.count && read < SmallObjectPrefetch.groupFiles {
+        while i < files.count && read < SmallObjectPrefetch.groupFiles && !stop.load(ordering: .relaxed) {
             let f = files[i]
             if f.size > 0 && f.size <= CheckoutWriter.smallObject {
                 if used + Int(f.size) > SmallObjectPrefetch.groupBytes && read > 0 { break }

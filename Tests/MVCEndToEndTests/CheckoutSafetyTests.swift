@@ -112,6 +112,27 @@ struct CheckoutSafetyTests {
         #expect(try sb.json(StatusJSON.self, ["status"]).changes.isEmpty)
     }
 
+    @Test("two spellings of one name (NFC, NFD) are two directories: a local change under one is still refused")
+    func unicodeSpellingsOfADirectory() throws {
+        let sb = try Sandbox()
+        try sb.mvcOK("init")
+        let nfc = "data/caf\u{00E9}", nfd = "data/cafe\u{0301}"
+        try #require(Array(nfc.utf8) != Array(nfd.utf8))
+        try sb.write(nfd + "/b.txt", "b\n")
+        try sb.write(nfc + "/a.txt", "a\n")
+        try sb.mvcOK("commit", "data", "--name", "u")
+        #expect(sb.files(under: sb.path("data")).count == 2, "two directories on disk")
+
+        // An edit under the NFC directory; the NFD one is gone. What the plan learns about one
+        // must not stand for the other.
+        try sb.write(nfc + "/a.txt", "my unsaved edit\n")
+        try FileManager.default.removeItem(atPath: sb.path(nfd))
+        try sb.mvcFails(["checkout", "u@v1"], mentioning: "overwrite")
+        #expect(try sb.read(nfc + "/a.txt") == Data("my unsaved edit\n".utf8))
+        try sb.mvcOK("checkout", "u@v1", "--force")
+        #expect(try sb.read(nfc + "/a.txt") == Data("a\n".utf8) && (try sb.read(nfd + "/b.txt")) == Data("b\n".utf8))
+    }
+
     @Test("refuses to write through a symlinked parent directory that points outside (-o)")
     func symlinkedParentInOutputDirectory() throws {
         let p = try IrisProject.make()
