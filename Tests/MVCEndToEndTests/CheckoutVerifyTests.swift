@@ -21,6 +21,22 @@ struct CheckoutVerifyTests {
         return data
     }
 
+    /// Flips one bit 10 bytes into the first copy of `needle` in each of the store's packs; true if
+    /// a pack held it.
+    static func flipByte(near needle: Data, in sb: Sandbox) throws -> Bool {
+        let dir = sb.path(".mvc/objects/pack")
+        var damaged = false
+        for name in try FileManager.default.contentsOfDirectory(atPath: dir) where name.hasSuffix(".pack") {
+            var bytes = try sb.readAbsolute(dir + "/" + name)
+            guard let r = bytes.range(of: needle) else { continue }
+            bytes[r.lowerBound + 10] ^= 0x08
+            chmod(dir + "/" + name, 0o644)
+            try bytes.write(to: URL(fileURLWithPath: dir + "/" + name))
+            damaged = true
+        }
+        return damaged
+    }
+
     @Test("a damaged chunk in the middle of a 20 MiB file: checkout fails, publishes nothing, leaves no temp file")
     func damagedChunkInTheMiddle() throws {
         let sb = try Sandbox()
@@ -39,18 +55,7 @@ struct CheckoutVerifyTests {
         #expect(try sb.sha256(ofFile: sb.path("model/weights.bin")) == hash)
 
         // Flip one byte of the stored copy of the file's middle (a chunk's record in the pack).
-        let dir = sb.path(".mvc/objects/pack")
-        let needle = data[(10 << 20)..<((10 << 20) + 64)]
-        var damaged = false
-        for name in try FileManager.default.contentsOfDirectory(atPath: dir) where name.hasSuffix(".pack") {
-            var bytes = try sb.readAbsolute(dir + "/" + name)
-            guard let r = bytes.range(of: needle) else { continue }
-            bytes[r.lowerBound + 10] ^= 0x08
-            chmod(dir + "/" + name, 0o644)
-            try bytes.write(to: URL(fileURLWithPath: dir + "/" + name))
-            damaged = true
-        }
-        try #require(damaged, "no pack holds the file's bytes")
+        try #require(try Self.flipByte(near: data[(10 << 20)..<((10 << 20) + 64)], in: sb), "no pack holds the file's bytes")
 
         let out = sb.scratch + "/out"
         try sb.mvcFails(["checkout", "model@v1", "-o", out], mentioning: "corrupt")
@@ -88,18 +93,7 @@ struct CheckoutVerifyTests {
 
         // Damage file 1200 (past the first group's 1,024 files) in the pack.
         let victim = String(format: "data/d%02d/f%04d.bin", 12, 1200)
-        let needle = contents[victim]!.prefix(64)
-        let dir = sb.path(".mvc/objects/pack")
-        var damaged = false
-        for name in try FileManager.default.contentsOfDirectory(atPath: dir) where name.hasSuffix(".pack") {
-            var bytes = try sb.readAbsolute(dir + "/" + name)
-            guard let r = bytes.range(of: needle) else { continue }
-            bytes[r.lowerBound + 10] ^= 0x08
-            chmod(dir + "/" + name, 0o644)
-            try bytes.write(to: URL(fileURLWithPath: dir + "/" + name))
-            damaged = true
-        }
-        try #require(damaged)
+        try #require(try Self.flipByte(near: contents[victim]!.prefix(64), in: sb), "no pack holds the file's bytes")
         let out = sb.scratch + "/out"
         let r = try sb.mvcFails(["checkout", "many@v1", "-o", out], mentioning: "corrupt")
         #expect(r.stderr.contains(try sb.sha256(of: contents[victim]!)), "names the damaged object: \(r)")
