@@ -27,9 +27,9 @@ extension Repository {
     ///
     /// Refuses, before writing anything, to replace a file whose current bytes are not in the
     /// store (local changes) unless `force`. Never writes outside the target: paths come from
-    /// validated tree entries, the parent directories of every file are checked not to be
-    /// symlinks as it is written, and files are written to a temp file and renamed into place (a
-    /// rename replaces a link, never its target).
+    /// validated tree entries, each file's directory is reached from the target one component at
+    /// a time without following symlinks (`DirectoryHandles`), and files are written to a temp
+    /// file and renamed into place relative to it (a rename replaces a link, never its target).
     public func checkout(_ revision: String, into directory: String? = nil, paths filter: [String] = [],
                          force: Bool = false, progress: any ProgressSink = SilentProgress()) throws(MVCError) -> CheckoutResult {
         let (id, commit) = try resolveCommit(revision)
@@ -132,10 +132,12 @@ extension Repository {
         // is written (also when a later one fails): `StatCache.recordWritten` waits up to 20 ms.
         var written: [StatCache.WrittenFile] = []
         let prefetch = SmallObjectPrefetch(store: objects, files: toWrite)
+        let directories = DirectoryHandles(target: target)
+        defer { directories.close() }
         do throws(MVCError) {
             try prefetch.forEach { (i, prefetched) throws(MVCError) in
                 let f = toWrite[i]
-                let st = try writeFile(f, under: target, writer: writer, mayExist: present.contains(f.path.byteKey),
+                let st = try writeFile(f, under: target, writer: writer, directories: directories, mayExist: present.contains(f.path.byteKey),
                                        statAfter: target == workTree, prefetched: prefetched) { progress.advance(bytes: $0, path: f.path) }
                 if target == workTree {
                     if let st, st.isRegular { written.append(.init(path: f.path, stat: st, id: f.id)) } else { cache.forget(f.path) }
@@ -210,23 +212,25 @@ extension Repository {
     /// Writes `f` to a temp file and renames it into place; returns its `lstat` right after the
     /// rename (nil if it is already gone, or not `statAfter`). `mayExist`: the plan found
     /// something at the path (else there is nothing to replace, and no `lstat` to make).
-    private func writeFile(_ f: FileEntry, under target: String, writer: CheckoutWriter, mayExist: Bool,
+    ///
+    /// Everything happens relative to the file's directory, open as `directories.open(for:)`
+    /// (reached from the target one component at a time with `O_NOFOLLOW`): a parent directory
+    /// that is, or becomes, a symlink is never written through, without an `lstat` per file.
+    private func writeFile(_ f: FileEntry, under target: String, writer: CheckoutWriter, directories: DirectoryHandles, mayExist: Bool,
                            statAfter: Bool, prefetched: UnsafeRawBufferPointer? = nil, progress: (UInt64) -> Void) throws(MVCError) -> FileIO.Stat? {
+        try validateRelativePath(f.path)
         let abs = joinPath(target, f.path)
         let dir = parentPath(abs)
-        // Checked for every file as it is written (not remembered from the plan or an earlier
-        // file): a directory swapped for a symlink meanwhile is caught here.
-        if try !checkParents(f.path, under: target) {
-            try FileIO.mkdirs(dir)
-            try checkParents(f.path, under: target)   // again, now that the directories exist
-        }
-        let tmp = joinPath(dir, writer.nextTempName())
+        let dirfd = try directories.open(for: f.path)
+        let name = String(f.path.split(separator: "/").last!)
+        let tmpName = writer.nextTempName()
+        let tmp = joinPath(dir, tmpName)
         var replacing = false
-        if mayExist, let old = try FileIO.lstat(abs), old.isRegular {
+        if mayExist, let old = try FileIO.lstat(in: dirfd, name, path: abs), old.isRegular {
             replacing = true
-            writer.dropCache(of: abs, size: old.size)
+            writer.dropCache(of: name, in: dirfd, size: old.size)
         }
-        let fd = try FileIO.createExclusive(tmp, mode: f.kind == .exec ? 0o755 : 0o644)
+        let fd = try FileIO.createExclusive(in: dirfd, tmpName, mode: f.kind == .exec ? 0o755 : 0o644, path: tmp)
         var isOpen = true
         do throws(MVCError) {
             if let prefetched {
@@ -244,27 +248,91 @@ extension Repository {
             // Why not rename: ext4 makes a rename over a file first write back the new file's
             // delayed allocations (`auto_da_alloc`), 0.12 s per GiB inside the call; an exchange
             // leaves the writeback to the kernel, as for a new file.
-            if replacing, try FileIO.exchange(tmp, abs) {
-                if let swapped = try FileIO.lstat(tmp), swapped.isDirectory {
+            if replacing, try FileIO.exchange(tmpName, name, in: dirfd) {
+                if let swapped = try FileIO.lstat(in: dirfd, tmpName, path: tmp), swapped.isDirectory {
                     // A directory took the file's place since it was checked: put it back.
-                    if (try? FileIO.exchange(tmp, abs)) != true {
+                    if (try? FileIO.exchange(tmpName, name, in: dirfd)) != true {
                         throw MVCError(.io, "cannot write '\(f.path)': a directory appeared there meanwhile, and is now at '\(tmp)'",
                                        hint: "move it back: mv '\(tmp)' '\(abs)'")
                     }
                     throw MVCError(.io, "cannot write '\(f.path)': a directory is in the way", hint: "move the directory aside")
                 }
-                writer.discard(tmp)
+                writer.discard(tmpName, in: dirfd)
             } else {
-                try FileIO.rename(tmp, abs)   // over a symlink, replaces the link itself
+                try FileIO.rename(tmpName, name, in: dirfd, path: abs)   // over a symlink, replaces the link itself
             }
         } catch {
             if isOpen { close(fd) }   // never twice: the number may belong to another file by now
-            FileIO.unlink(tmp)
+            _ = unlinkat(dirfd, tmpName, 0)
             throw error
         }
         // The file is in place; a stat that fails now only means it is not recorded.
         guard statAfter else { return nil }
-        do throws(MVCError) { return try FileIO.lstat(abs) } catch { return nil }
+        do throws(MVCError) { return try FileIO.lstat(in: dirfd, name, path: abs) } catch { return nil }
+    }
+}
+
+/// The directory a checkout is writing into, kept open while consecutive files go into it (files
+/// come sorted by path, so each directory is opened once). It is reached from the target one
+/// component at a time with `openat(O_DIRECTORY | O_NOFOLLOW)`, creating what is missing with
+/// `mkdirat`: a component that is a symlink (`ELOOP`) or a file (`ENOTDIR`) is refused, and no
+/// later swap of a parent for a symlink can redirect a write, since names are resolved relative to
+/// the open directory. The target itself is the user's choice and may be reached through links.
+final class DirectoryHandles {
+    private let target: String
+    private var current: (key: PathKey, fd: Int32)?
+
+    init(target: String) { self.target = target }
+    deinit { close() }
+
+    func close() {
+        if let c = current { _ = Glibc.close(c.fd) }
+        current = nil
+    }
+
+    /// The open directory that `rel`'s file goes into.
+    func open(for rel: String) throws(MVCError) -> Int32 {
+        let parent = parentPath(rel)
+        let key = parent.byteKey
+        if let c = current, c.key == key { return c.fd }
+        close()
+        var fd = Glibc.open(target, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if fd < 0 && errno == ENOENT {   // `-o` into a directory that does not exist yet
+            try FileIO.mkdirs(target)
+            fd = Glibc.open(target, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        }
+        if fd < 0 { throw .io("open directory", path: target, errno: errno) }
+        var path = target
+        if parent != "." {
+            for part in parent.split(separator: "/").map(String.init) {
+                path = joinPath(path, part)
+                var next = openat(fd, part, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+                if next < 0 && errno == ENOENT {
+                    if mkdirat(fd, part, 0o755) != 0 && errno != EEXIST {
+                        let e = errno
+                        _ = Glibc.close(fd)
+                        throw .io("create directory", path: path, errno: e)
+                    }
+                    next = openat(fd, part, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+                }
+                if next < 0 {
+                    let e = errno
+                    _ = Glibc.close(fd)
+                    switch e {
+                    case ELOOP:
+                        throw MVCError(.unsafePath, "refusing to write '\(rel)': '\(path)' is a symbolic link", hint: "remove the link or check out with -o into another directory")
+                    case ENOTDIR:
+                        throw MVCError(.unsafePath, "cannot write '\(rel)': '\(path)' is a file", hint: "move the file aside")
+                    default:
+                        throw .io("open directory", path: path, errno: e)
+                    }
+                }
+                _ = Glibc.close(fd)
+                fd = next
+            }
+        }
+        current = (key, fd)
+        return fd
     }
 }
 
@@ -457,10 +525,18 @@ final class CheckoutWriter {
     /// thread. Serial: the old files go in order.
     private let oldFiles = DispatchQueue(label: "mvc.checkout.old-files")
 
-    /// Removes `path`, a file this checkout replaced (now under a temp name), on `oldFiles`:
+    /// Removes `name`, a file this checkout replaced (now under a temp name), on `oldFiles`:
     /// freeing its blocks takes 0.12 s per GiB here (ext4), which then overlaps the next file.
-    func discard(_ path: String) {
-        oldFiles.async { FileIO.unlink(path) }
+    ///
+    /// `name` is in the directory open as `dir`, which the queue uses through a duplicate of its
+    /// own (the caller may close `dir` before the queue gets to it).
+    func discard(_ name: String, in dir: Int32) {
+        let own = fcntl(dir, F_DUPFD_CLOEXEC, 0)
+        guard own >= 0 else { _ = unlinkat(dir, name, 0); return }
+        oldFiles.async {
+            _ = unlinkat(own, name, 0)
+            close(own)
+        }
     }
 
     /// Returns once every queued drop and removal of an old file is done.
@@ -474,10 +550,10 @@ final class CheckoutWriter {
     /// in parallel). Only when its cached pages are clean (`cachestat`, Linux 6.5): a drop writes
     /// dirty pages back first, a waste for a file about to go, while its removal discards them
     /// unwritten (0.07 s per GiB). Harmless if the checkout then fails: the file stays, uncached.
-    func dropCache(of path: String, size: UInt64) {
+    func dropCache(of name: String, in dir: Int32, size: UInt64) {
         #if os(Linux)
         guard size >= UInt64(segmentBytes) else { return }
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        let fd = openat(dir, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
         guard fd >= 0 else { return }
         var cs = mvc_cachestat()
         if mvc_cachestat(fd, &cs) == 0, cs.nr_cache == 0 || (cs.nr_dirty + cs.nr_writeback) * 8 > cs.nr_cache {

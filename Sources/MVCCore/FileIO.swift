@@ -33,6 +33,17 @@ enum FileIO {
         return Stat(st)
     }
 
+    /// `lstat` of `name` in the directory open as `dir` (`fstatat`, no symlink followed); `path`
+    /// names it in errors.
+    static func lstat(in dir: Int32, _ name: String, path: String) throws(MVCError) -> Stat? {
+        var st = Glibc.stat()
+        if fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) != 0 {
+            if errno == ENOENT || errno == ENOTDIR { return nil }
+            throw .io("stat", path: path, errno: errno)
+        }
+        return Stat(st)
+    }
+
     static func stat(fd: Int32, path: String) throws(MVCError) -> Stat {
         var st = Glibc.stat()
         if fstat(fd, &st) != 0 { throw .io("stat", path: path, errno: errno) }
@@ -53,6 +64,13 @@ enum FileIO {
     }
 
     /// Creates a new file that must not exist yet (O_EXCL), for temp files and lock files.
+    /// Creates `name` in the directory open as `dir`, as `createExclusive` does.
+    static func createExclusive(in dir: Int32, _ name: String, mode: mode_t, path: String) throws(MVCError) -> Int32 {
+        let fd = openat(dir, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode)
+        if fd < 0 { throw .io("create", path: path, errno: errno) }
+        return fd
+    }
+
     static func createExclusive(_ path: String, mode: mode_t = 0o644) throws(MVCError) -> Int32 {
         let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode)
         if fd < 0 { throw .io("create", path: path, errno: errno) }
@@ -155,15 +173,21 @@ enum FileIO {
         if let first = failures.errors.compactMap({ $0 }).first { throw first }
     }
 
+    /// Renames `from` to `to`, both in the directory open as `dir`; `path` names `to` in errors.
+    static func rename(_ from: String, _ to: String, in dir: Int32, path: String) throws(MVCError) {
+        if renameat(dir, from, dir, to) != 0 { throw .io("rename into", path: path, errno: errno) }
+    }
+
     static func rename(_ from: String, _ to: String) throws(MVCError) {
         if Glibc.rename(from, to) != 0 { throw .io("rename into", path: to, errno: errno) }
     }
 
     /// Swaps two existing paths atomically (Linux `renameat2` with `RENAME_EXCHANGE`). False if
-    /// the system or file system cannot, or `to` is gone: the caller renames instead.
-    static func exchange(_ from: String, _ to: String) throws(MVCError) -> Bool {
+    /// the system or file system cannot, or `to` is gone: the caller renames instead. With `dir`,
+    /// both names are in the directory open as `dir`.
+    static func exchange(_ from: String, _ to: String, in dir: Int32 = AT_FDCWD) throws(MVCError) -> Bool {
         #if os(Linux)
-        if mvc_renameat2(AT_FDCWD, from, AT_FDCWD, to, UInt32(MVC_RENAME_EXCHANGE)) == 0 { return true }
+        if mvc_renameat2(dir, from, dir, to, UInt32(MVC_RENAME_EXCHANGE)) == 0 { return true }
         switch errno {
         case EINVAL, ENOSYS, ENOENT, EOPNOTSUPP: return false
         default: throw .io("rename into", path: to, errno: errno)
