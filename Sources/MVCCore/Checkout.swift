@@ -248,10 +248,10 @@ extension Repository {
             // Why not rename: ext4 makes a rename over a file first write back the new file's
             // delayed allocations (`auto_da_alloc`), 0.12 s per GiB inside the call; an exchange
             // leaves the writeback to the kernel, as for a new file.
-            if replacing, try FileIO.exchange(tmpName, name, in: dirfd) {
+            if replacing, try FileIO.exchange(tmpName, name, in: dirfd, path: abs) {
                 if let swapped = try FileIO.lstat(in: dirfd, tmpName, path: tmp), swapped.isDirectory {
                     // A directory took the file's place since it was checked: put it back.
-                    if (try? FileIO.exchange(tmpName, name, in: dirfd)) != true {
+                    if (try? FileIO.exchange(tmpName, name, in: dirfd, path: abs)) != true {
                         throw MVCError(.io, "cannot write '\(f.path)': a directory appeared there meanwhile, and is now at '\(tmp)'",
                                        hint: "move it back: mv '\(tmp)' '\(abs)'")
                     }
@@ -273,7 +273,8 @@ extension Repository {
 }
 
 /// The directory a checkout is writing into, kept open while consecutive files go into it (files
-/// come sorted by path, so each directory is opened once). It is reached from the target one
+/// come in tree order, so a directory is opened again only after its subdirectories' files). It
+/// is reached from the target one
 /// component at a time with `openat(O_DIRECTORY | O_NOFOLLOW)`, creating what is missing with
 /// `mkdirat`: a component that is a symlink (`ELOOP`) or a file (`ENOTDIR`) is refused, and no
 /// later swap of a parent for a symlink can redirect a write, since names are resolved relative to
@@ -296,11 +297,8 @@ final class DirectoryHandles {
         let key = parent.byteKey
         if let c = current, c.key == key { return c.fd }
         close()
+        // The target exists: checkout made it (`-o`) or found it (the work tree).
         var fd = Glibc.open(target, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if fd < 0 && errno == ENOENT {   // `-o` into a directory that does not exist yet
-            try FileIO.mkdirs(target)
-            fd = Glibc.open(target, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        }
         if fd < 0 { throw .io("open directory", path: target, errno: errno) }
         var path = target
         if parent != "." {
@@ -317,15 +315,19 @@ final class DirectoryHandles {
                 }
                 if next < 0 {
                     let e = errno
+                    // Linux reports a symlink opened with O_NOFOLLOW | O_DIRECTORY as ENOTDIR, like
+                    // a file: look at what is there to say which.
+                    var st = Glibc.stat()
+                    let isLink = (e == ENOTDIR || e == ELOOP) && fstatat(fd, part, &st, AT_SYMLINK_NOFOLLOW) == 0
+                        && st.st_mode & S_IFMT == S_IFLNK
                     _ = Glibc.close(fd)
-                    switch e {
-                    case ELOOP:
+                    if isLink || e == ELOOP {
                         throw MVCError(.unsafePath, "refusing to write '\(rel)': '\(path)' is a symbolic link", hint: "remove the link or check out with -o into another directory")
-                    case ENOTDIR:
-                        throw MVCError(.unsafePath, "cannot write '\(rel)': '\(path)' is a file", hint: "move the file aside")
-                    default:
-                        throw .io("open directory", path: path, errno: e)
                     }
+                    if e == ENOTDIR {
+                        throw MVCError(.unsafePath, "cannot write '\(rel)': '\(path)' is a file", hint: "move the file aside")
+                    }
+                    throw .io("open directory", path: path, errno: e)
                 }
                 _ = Glibc.close(fd)
                 fd = next

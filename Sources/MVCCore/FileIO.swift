@@ -63,14 +63,15 @@ enum FileIO {
         return fd
     }
 
-    /// Creates a new file that must not exist yet (O_EXCL), for temp files and lock files.
-    /// Creates `name` in the directory open as `dir`, as `createExclusive` does.
+    /// Creates `name` in the directory open as `dir`, as `createExclusive` does; `path` names it
+    /// in errors.
     static func createExclusive(in dir: Int32, _ name: String, mode: mode_t, path: String) throws(MVCError) -> Int32 {
         let fd = openat(dir, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode)
         if fd < 0 { throw .io("create", path: path, errno: errno) }
         return fd
     }
 
+    /// Creates a new file that must not exist yet (O_EXCL), for temp files and lock files.
     static func createExclusive(_ path: String, mode: mode_t = 0o644) throws(MVCError) -> Int32 {
         let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode)
         if fd < 0 { throw .io("create", path: path, errno: errno) }
@@ -184,13 +185,13 @@ enum FileIO {
 
     /// Swaps two existing paths atomically (Linux `renameat2` with `RENAME_EXCHANGE`). False if
     /// the system or file system cannot, or `to` is gone: the caller renames instead. With `dir`,
-    /// both names are in the directory open as `dir`.
-    static func exchange(_ from: String, _ to: String, in dir: Int32 = AT_FDCWD) throws(MVCError) -> Bool {
+    /// both names are in the directory open as `dir`; `path` names `to` in errors.
+    static func exchange(_ from: String, _ to: String, in dir: Int32 = AT_FDCWD, path: String? = nil) throws(MVCError) -> Bool {
         #if os(Linux)
         if mvc_renameat2(dir, from, dir, to, UInt32(MVC_RENAME_EXCHANGE)) == 0 { return true }
         switch errno {
         case EINVAL, ENOSYS, ENOENT, EOPNOTSUPP: return false
-        default: throw .io("rename into", path: to, errno: errno)
+        default: throw .io("rename into", path: path ?? to, errno: errno)
         }
         #else
         return false
