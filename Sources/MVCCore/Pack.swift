@@ -158,43 +158,56 @@ final class Pack: @unchecked Sendable {
         MVCError(.corruptObject, "pack index '\(path)' is corrupt: \(why)", hint: "run 'mvc fsck'; move the pack aside if it cannot be read")
     }
 
-    /// What opening checks, without hashing: magic, length, a non-decreasing fan-out ending at the
-    /// count, and the stored checksum equal to the name. Returns the number of entries.
-    private static func checkMappedIndex(_ idx: UnsafeRawBufferPointer, name: String, path: String) throws(MVCError) -> Int {
+    /// An index's magic and length; returns the number of entries.
+    private static func checkHeader(_ idx: UnsafeRawBufferPointer, path: String) throws(MVCError) -> Int {
         guard idx.count >= Pack.headerSize + 32, idx.prefix(8).elementsEqual(Pack.indexMagic) else { throw corruptIndex(path, "bad header") }
         let count = idx.readBE(at: 8)
         guard count < UInt64(idx.count), idx.count == Pack.headerSize + Int(count) * Pack.entrySize + 32 else {
             throw corruptIndex(path, "wrong length")
         }
+        return Int(count)
+    }
+
+    /// Hashes everything before an index's checksum and compares it with the checksum and the name.
+    private static func checkChecksum(_ idx: UnsafeRawBufferPointer, name: String, path: String) throws(MVCError) {
+        let sum = ObjectID.hash(UnsafeRawBufferPointer(rebasing: idx[..<(idx.count - 32)]))
+        guard idx.suffix(32).elementsEqual(sum.bytes), sum.hex == name else { throw corruptIndex(path, "checksum mismatch") }
+    }
+
+    /// What opening checks, without hashing: magic, length, a non-decreasing fan-out ending at the
+    /// count, and the stored checksum equal to the name. Returns the number of entries.
+    private static func checkMappedIndex(_ idx: UnsafeRawBufferPointer, name: String, path: String) throws(MVCError) -> Int {
+        let count = try checkHeader(idx, path: path)
         var previous: UInt32 = 0
         for b in 0..<256 {
             let f = idx.readBE32(at: 16 + b * 4)
             guard f >= previous else { throw corruptIndex(path, "fan-out decreases at \(b)") }
             previous = f
         }
-        guard UInt64(previous) == count else { throw corruptIndex(path, "fan-out ends at \(previous), not at \(count)") }
+        guard UInt64(previous) == UInt64(count) else { throw corruptIndex(path, "fan-out ends at \(previous), not at \(count)") }
         guard let named = ObjectID(hex: name), idx.suffix(32).elementsEqual(named.bytes) else {
             throw corruptIndex(path, "its checksum is not its name")
         }
-        return Int(count)
+        return count
     }
 
-    /// Hashes the whole index and compares it with its checksum (fsck).
+    /// Hashes the whole index and compares it with its checksum (fsck, gc).
     func verifyIndex() throws(MVCError) {
-        let sum = ObjectID.hash(UnsafeRawBufferPointer(rebasing: index[..<(index.count - 32)]))
-        guard sum.hex == name else { throw Pack.corruptIndex(indexPath, "checksum mismatch") }
+        try Pack.checkChecksum(index, name: name, path: indexPath)
     }
 
     /// Checks an index's header, length and checksum (which is also the pack's name); returns
-    /// the number of entries.
+    /// the number of entries. For indexes read whole (from a remote).
     static func validateIndex(_ idx: [UInt8], name: String, path: String) throws(MVCError) -> Int {
-        let bad = { (why: String) in MVCError(.corruptObject, "pack index '\(path)' is corrupt: \(why)", hint: "run 'mvc fsck'; move the pack aside if it cannot be read") }
-        guard idx.count >= Pack.headerSize + 32, Array(idx[0..<8]) == Pack.indexMagic else { throw bad("bad header") }
-        let count = idx.readBE(at: 8)
-        guard count < UInt64(idx.count), idx.count == Pack.headerSize + Int(count) * Pack.entrySize + 32 else { throw bad("wrong length") }
-        let sum = ObjectID.hash(Array(idx[..<(idx.count - 32)]))
-        guard sum.bytes == Array(idx[(idx.count - 32)...]), sum.hex == name else { throw bad("checksum mismatch") }
-        return Int(count)
+        var result: Result<Int, MVCError> = .success(0)
+        idx.withUnsafeBytes { raw in
+            result = Result { () throws(MVCError) -> Int in
+                let count = try checkHeader(raw, path: path)
+                try checkChecksum(raw, name: name, path: path)
+                return count
+            }
+        }
+        return try result.get()
     }
 
     /// Every entry of a validated index.
