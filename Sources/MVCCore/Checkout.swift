@@ -192,7 +192,6 @@ extension Repository {
 
     /// Every directory between `target` and the file must be a real directory (or absent).
     /// Returns true when all of them exist.
-    @discardableResult
     private func checkParents(_ rel: String, under target: String) throws(MVCError) -> Bool {
         try validateRelativePath(rel)
         var dir = target
@@ -274,11 +273,11 @@ extension Repository {
 
 /// The directory a checkout is writing into, kept open while consecutive files go into it (files
 /// come in tree order, so a directory is opened again only after its subdirectories' files). It
-/// is reached from the target one
-/// component at a time with `openat(O_DIRECTORY | O_NOFOLLOW)`, creating what is missing with
-/// `mkdirat`: a component that is a symlink (`ELOOP`) or a file (`ENOTDIR`) is refused, and no
-/// later swap of a parent for a symlink can redirect a write, since names are resolved relative to
-/// the open directory. The target itself is the user's choice and may be reached through links.
+/// is reached from the target one component at a time with `openat(O_DIRECTORY | O_NOFOLLOW)`,
+/// creating what is missing with `mkdirat`: a component that is a symlink or a file is refused,
+/// and no later swap of a parent for a symlink can redirect a write, since names are resolved
+/// relative to the open directory. The target itself is the user's choice and may be reached
+/// through links.
 final class DirectoryHandles {
     private let target: String
     private var current: (key: PathKey, fd: Int32)?
@@ -344,7 +343,7 @@ final class DirectoryHandles {
 /// directory that does not exist is not looked for). Each file's path is still validated. A
 /// symlink or a file in the way is an error, never remembered. Keyed by bytes (`PathKey`): two
 /// spellings of a name that Unicode calls equal are two directories on Linux. The write step does
-/// not use it: it checks the parents of every file as it writes it.
+/// not use it: it reaches every file's directory through `DirectoryHandles`.
 final class ParentDirectories {
     private var known: [PathKey: Bool] = [:]
 
@@ -478,7 +477,7 @@ final class CheckoutWriter {
                     let count = Int(min(UInt64(segmentBytes), p.size - from))
                     free[slot].wait()
                     let area = UnsafeMutableRawBufferPointer(rebasing: slots[slot][0..<count])
-                    do throws(MVCError) { try read(p, at: pl, from: from, into: area) } catch {
+                    do throws(MVCError) { try CheckoutWriter.read(p.id, at: pl, from: from, into: area) } catch {
                         free[slot].signal()
                         throw error
                     }
@@ -499,7 +498,7 @@ final class CheckoutWriter {
             do throws(MVCError) {
                 while next < pieces.count, filled + Int(pieces[next].size) <= buffer.count {
                     let p = pieces[next]
-                    try read(p, at: try location(p), from: 0, into: UnsafeMutableRawBufferPointer(rebasing: buffer[filled..<(filled + Int(p.size))]))
+                    try CheckoutWriter.read(p.id, at: try location(p), from: 0, into: UnsafeMutableRawBufferPointer(rebasing: buffer[filled..<(filled + Int(p.size))]))
                     batch.append(p)
                     filled += Int(p.size)
                     next += 1
@@ -576,11 +575,6 @@ final class CheckoutWriter {
             verifier.check(job)
             done.signal()
         }
-    }
-
-    /// Reads `area.count` bytes of a stored piece, from `from` on.
-    private func read(_ p: Piece, at loc: ObjectStore.Location, from: UInt64, into area: UnsafeMutableRawBufferPointer) throws(MVCError) {
-        try CheckoutWriter.read(p.id, at: loc, from: from, into: area)
     }
 
     /// Reads `area.count` bytes of a stored record, from `from` on.
@@ -698,7 +692,8 @@ final class SmallObjectPrefetch: @unchecked Sendable {
         self.store = store
         self.files = files
         let small = files.contains { $0.size > 0 && $0.size <= CheckoutWriter.smallObject }
-        groups = small ? (0..<2).map { _ in Group(capacity: SmallObjectPrefetch.groupBytes + Int(CheckoutWriter.smallObject)) } : []
+        // A group holds at least one file: every small file fits in `groupBytes`.
+        groups = small ? (0..<2).map { _ in Group(capacity: SmallObjectPrefetch.groupBytes) } : []
     }
 
     /// Calls `body` for every file in order, with its bytes when they were read ahead (verified),
@@ -756,7 +751,7 @@ final class SmallObjectPrefetch: @unchecked Sendable {
         while i < files.count && read < SmallObjectPrefetch.groupFiles && !stop.load(ordering: .relaxed) {
             let f = files[i]
             if f.size > 0 && f.size <= CheckoutWriter.smallObject {
-                if used + Int(f.size) > SmallObjectPrefetch.groupBytes && read > 0 { break }
+                if used + Int(f.size) > SmallObjectPrefetch.groupBytes { break }
                 do throws(MVCError) {
                     guard let loc = try store.locate(f.id) else { throw .missing(f.id) }
                     if loc.kind == .raw && loc.storedSize == f.size {

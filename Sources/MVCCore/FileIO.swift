@@ -183,15 +183,15 @@ enum FileIO {
         if Glibc.rename(from, to) != 0 { throw .io("rename into", path: to, errno: errno) }
     }
 
-    /// Swaps two existing paths atomically (Linux `renameat2` with `RENAME_EXCHANGE`). False if
-    /// the system or file system cannot, or `to` is gone: the caller renames instead. With `dir`,
-    /// both names are in the directory open as `dir`; `path` names `to` in errors.
-    static func exchange(_ from: String, _ to: String, in dir: Int32 = AT_FDCWD, path: String? = nil) throws(MVCError) -> Bool {
+    /// Swaps two existing names in the directory open as `dir` atomically (Linux `renameat2` with
+    /// `RENAME_EXCHANGE`). False if the system or file system cannot, or `to` is gone: the caller
+    /// renames instead. `path` names `to` in errors.
+    static func exchange(_ from: String, _ to: String, in dir: Int32, path: String) throws(MVCError) -> Bool {
         #if os(Linux)
         if mvc_renameat2(dir, from, dir, to, UInt32(MVC_RENAME_EXCHANGE)) == 0 { return true }
         switch errno {
         case EINVAL, ENOSYS, ENOENT, EOPNOTSUPP: return false
-        default: throw .io("rename into", path: path ?? to, errno: errno)
+        default: throw .io("rename into", path: path, errno: errno)
         }
         #else
         return false
