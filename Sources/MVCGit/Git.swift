@@ -86,15 +86,6 @@ final class GitRepository {
         return GitRepository(handle: repo)
     }
 
-    static func open(_ path: String) throws(MVCError) -> GitRepository {
-        if let libgit2Failure {
-            throw MVCError(.gitMirror, "the git mirror needs libgit2: \(libgit2Failure)", hint: "install it (Debian: apt-get install -y libgit2-1.5)")
-        }
-        var repo: OpaquePointer?
-        try check(mvc_git_repository_open_ext(&repo, path, 0, nil), "open repository", path)
-        return GitRepository(handle: repo!)
-    }
-
     /// False only when libgit2's discovery from `path` (`git_repository_open_ext`, no flags)
     /// certainly finds nothing: no directory from `path` up to the root, followed as written and
     /// with symlinks resolved, holds a `.git` entry or is itself a git directory (`HEAD`,
@@ -114,8 +105,10 @@ final class GitRepository {
             while true {
                 let base = dir == "/" ? "" : dir
                 if exists(base + "/.git") { return true }
-                if exists(base + "/HEAD") && exists(base + "/objects") && exists(base + "/refs") { return true }
-                if exists(base + "/HEAD") && exists(base + "/commondir") { return true }   // a linked worktree's git directory
+                // A git directory, or a linked worktree's (which has `commondir` instead).
+                if exists(base + "/HEAD") && (exists(base + "/commondir") || (exists(base + "/objects") && exists(base + "/refs"))) {
+                    return true
+                }
                 if dir == "/" || dir.isEmpty { break }
                 if let slash = dir.lastIndex(of: "/") {
                     dir = slash == dir.startIndex ? "/" : String(dir[..<slash])
