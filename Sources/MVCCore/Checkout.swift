@@ -15,8 +15,12 @@ public struct CheckoutResult: Sendable, Codable, Equatable {
     public var unchanged: Int
     /// Files of another version removed from a committed directory (their bytes are in the store).
     public var removed: [String]
+    /// Files among `written` that were rewritten in place: only their chunks that differ from the
+    /// version they held were written (FORMAT.md 8.1).
+    public var rewrittenInPlace: [String] = []
     /// Files in a committed directory that are not in the store, left in place.
     public var kept: [String]
+    /// Bytes written to disk: whole files, and only the changed chunks of files rewritten in place.
     public var bytesWritten: UInt64
     /// Problems after the files were written (e.g. `mvc.lock` not writable).
     public var warnings: [String] = []
@@ -73,9 +77,21 @@ extension Repository {
             target == workTree ? try fileID(rel, st, cache: cache) : try hashFile(joinPath(target, rel))
         }
 
+        // A file left partly rewritten by a checkout that did not finish is written whole again
+        // (its bytes are two stored versions'); no file is rewritten in place until it is.
+        let interrupted = target == workTree ? try interruptedRewrite() : nil
+
         // Plan: decide for every file before touching anything.
         var toWrite: [FileEntry] = [], unchanged = 0, conflicts: [String] = []
         var present = Set<PathKey>()   // files to write that replace something (keys: bytes, not NFC)
+        // Work-tree files that hold a stored blob and may be rewritten in place (`rewriteInPlace`).
+        var rewritable: [PathKey: (stat: FileIO.Stat, current: ObjectID)] = [:]
+        let planStart = StatCache.now()
+        func noteRewritable(_ f: FileEntry, _ st: FileIO.Stat, _ current: ObjectID) {
+            guard target == workTree, interrupted == nil, f.size >= CheckoutWriter.rewriteMinimum, st.size >= CheckoutWriter.rewriteMinimum,
+                  Repository.settledForRewrite(st, planStart: planStart) else { return }
+            rewritable[f.path.byteKey] = (st, current)
+        }
         let planned = ParentDirectories()
         for f in files {
             let abs = joinPath(target, f.path)
@@ -85,6 +101,10 @@ extension Repository {
             if st.isDirectory { conflicts.append(f.path + " (a directory is in the way)"); continue }
             if st.isSymlink { if force { toWrite.append(f) } else { conflicts.append(f.path + " (a symbolic link)") }; continue }
             guard st.isRegular else { conflicts.append(f.path + " (not a regular file)"); continue }
+            if let interrupted, interrupted.path.byteKey == f.path.byteKey {
+                toWrite.append(f)   // its bytes are two stored versions' (or a changed file's: see FORMAT.md 8.1)
+                continue
+            }
             var current: ObjectID? = nil
             if st.size == f.size || !force { current = try currentID(f.path, st) }
             if current == f.id {
@@ -92,8 +112,10 @@ extension Repository {
                 unchanged += 1
             } else if force {
                 toWrite.append(f)
+                if let current, try objects.contains(current) { noteRewritable(f, st, current) }
             } else if let current, try objects.contains(current) {
                 toWrite.append(f)   // its bytes are in the store: replacing it loses nothing
+                noteRewritable(f, st, current)
             } else {
                 conflicts.append(f.path)
             }
@@ -124,9 +146,10 @@ extension Repository {
             }
         }
 
+        let finishesInterrupted = interrupted.map { j in toWrite.contains { $0.path.byteKey == j.path.byteKey } } ?? false
         let total = toWrite.reduce(UInt64(0)) { $0 + $1.size }
         progress.begin("checking out \(commit.artifact)@v\(commit.version)", totalBytes: total, totalFiles: toWrite.count)
-        var bytes: UInt64 = 0
+        var bytes: UInt64 = 0, inPlace: [String] = [], warnings: [String] = []
         let writer = CheckoutWriter(store: objects)
         // The files written into the work tree, recorded in the stat cache together once the last
         // is written (also when a later one fails): `StatCache.recordWritten` waits up to 20 ms.
@@ -137,12 +160,16 @@ extension Repository {
         do throws(MVCError) {
             try prefetch.forEach { (i, prefetched) throws(MVCError) in
                 let f = toWrite[i]
-                let st = try writeFile(f, under: target, writer: writer, directories: directories, mayExist: present.contains(f.path.byteKey),
-                                       statAfter: target == workTree, prefetched: prefetched) { progress.advance(bytes: $0, path: f.path) }
+                let key = f.path.byteKey
+                let done = try writeFile(f, under: target, writer: writer, directories: directories, mayExist: present.contains(key),
+                                         statAfter: target == workTree, prefetched: prefetched, rewrite: rewritable[key],
+                                         cache: cache) { progress.advance(bytes: $0, path: f.path) }
                 if target == workTree {
-                    if let st, st.isRegular { written.append(.init(path: f.path, stat: st, id: f.id)) } else { cache.forget(f.path) }
+                    if let st = done.stat, st.isRegular { written.append(.init(path: f.path, stat: st, id: f.id)) } else { cache.forget(f.path) }
                 }
-                bytes += f.size
+                if done.inPlace { inPlace.append(f.path) }
+                if let w = done.warning { warnings.append(w) }
+                bytes += done.bytes
             }
         } catch {
             writer.finish()
@@ -151,10 +178,12 @@ extension Repository {
         }
         writer.finish()
         cache.recordWritten(written, under: target)
+        if finishesInterrupted { interrupted?.remove(storeDirectory: storeDirectory) }
         progress.end()
         for r in removable { FileIO.unlink(joinPath(target, r)); cache.forget(r) }
         var result = CheckoutResult(revision: "\(commit.artifact)@v\(commit.version)", id: id, directory: target,
-                                    written: toWrite.map(\.path), unchanged: unchanged, removed: removable, kept: kept, bytesWritten: bytes)
+                                    written: toWrite.map(\.path), unchanged: unchanged, removed: removable, rewrittenInPlace: inPlace,
+                                    kept: kept, bytesWritten: bytes, warnings: warnings)
         if directory == nil && filter.isEmpty {
             do throws(MVCError) { try recordInWorkTree(id, commit) } catch { result.warnings.append("\(LockFile.fileName) not updated: \(error.message)") }
         }
@@ -208,20 +237,27 @@ extension Repository {
         return true
     }
 
-    /// Writes `f` to a temp file and renames it into place; returns its `lstat` right after the
-    /// rename (nil if it is already gone, or not `statAfter`). `mayExist`: the plan found
+    /// Writes `f` to a temp file and renames it into place, or rewrites the file there in place
+    /// (`rewrite`: the plan found it holding a stored blob; see `rewriteInPlace`). Returns its stat
+    /// right after (nil if it is already gone, not `statAfter`, or not to be recorded), the bytes
+    /// written, whether it was rewritten in place, and a warning. `mayExist`: the plan found
     /// something at the path (else there is nothing to replace, and no `lstat` to make).
     ///
     /// Everything happens relative to the file's directory, open as `directories.open(for:)`
     /// (reached from the target one component at a time with `O_NOFOLLOW`): a parent directory
     /// that is, or becomes, a symlink is never written through, without an `lstat` per file.
     private func writeFile(_ f: FileEntry, under target: String, writer: CheckoutWriter, directories: DirectoryHandles, mayExist: Bool,
-                           statAfter: Bool, prefetched: UnsafeRawBufferPointer? = nil, progress: (UInt64) -> Void) throws(MVCError) -> FileIO.Stat? {
+                           statAfter: Bool, prefetched: UnsafeRawBufferPointer? = nil, rewrite: (stat: FileIO.Stat, current: ObjectID)? = nil,
+                           cache: StatCache, progress: (UInt64) -> Void) throws(MVCError) -> (stat: FileIO.Stat?, bytes: UInt64, inPlace: Bool, warning: String?) {
         try validateRelativePath(f.path)
         let abs = joinPath(target, f.path)
         let dir = parentPath(abs)
         let dirfd = try directories.open(for: f.path)
         let name = String(f.path.split(separator: "/").last!)
+        if let rewrite, let done = try rewriteInPlace(f, from: rewrite.current, planned: rewrite.stat, name: name, in: dirfd, path: abs,
+                                                         writer: writer, cache: cache, progress: progress) {
+            return (statAfter ? done.stat : nil, done.bytes, true, done.warning)
+        }
         let tmpName = writer.nextTempName()
         let tmp = joinPath(dir, tmpName)
         var replacing = false
@@ -266,8 +302,8 @@ extension Repository {
             throw error
         }
         // The file is in place; a stat that fails now only means it is not recorded.
-        guard statAfter else { return nil }
-        do throws(MVCError) { return try FileIO.lstat(in: dirfd, name, path: abs) } catch { return nil }
+        guard statAfter else { return (nil, f.size, false, nil) }
+        do throws(MVCError) { return (try FileIO.lstat(in: dirfd, name, path: abs), f.size, false, nil) } catch { return (nil, f.size, false, nil) }
     }
 }
 
@@ -391,7 +427,7 @@ final class CheckoutWriter {
     /// Objects up to this size are read whole, verified and written on the calling thread.
     static let smallObject: UInt64 = 1 << 20
     /// Allocated for the first object that needs them.
-    private var slots: [UnsafeMutableRawBufferPointer] = []
+    var slots: [UnsafeMutableRawBufferPointer] = []
 
     /// Temp names: `.mvc-tmp-<pid>-<n>`, `n` counting up from a random start (`O_EXCL` still
     /// refuses any name that exists), without a `getpid` and a `getrandom` per file.

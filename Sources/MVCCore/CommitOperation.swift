@@ -115,6 +115,9 @@ extension Repository {
         let sortedRoots = roots.sorted(by: utf8Less).filter { r in !roots.contains { r.hasPrefix($0 + "/") } }
         var found: [FoundFile] = []
         for r in sortedRoots { found.append(contentsOf: try walk(r)) }
+        if let j = try interruptedRewrite(), found.contains(where: { $0.relativePath.byteKey == j.path.byteKey }) {
+            throw RewriteJournal.interrupted(j.path)
+        }
         let totalBytes = found.reduce(UInt64(0)) { $0 + $1.stat.size }
 
         // The code provenance runs git twice (`rev-parse`, `status`, which can take a while in a

@@ -14,7 +14,7 @@ public struct MVCError: Error, Sendable, CustomStringConvertible, Equatable {
             case invalidName, invalidArgument, unknownRevision, ambiguousRevision
             case pathNotFound, pathOutsideWorkTree, unsupportedFileType, io
             case corruptObject, missingObject, lockHeld, refMoved, wouldOverwrite, unsafePath
-            case nameConflict, gitMirror
+            case nameConflict, gitMirror, interruptedCheckout
         }
         private let value: Value
         private init(_ value: Value) { self.value = value }
@@ -26,7 +26,7 @@ public struct MVCError: Error, Sendable, CustomStringConvertible, Equatable {
         public static let alreadyARepository = Code(.alreadyARepository)
         /// The store's format version is newer than this build understands.
         public static let unsupportedFormat = Code(.unsupportedFormat)
-        /// `.mvc/config` cannot be parsed or holds an invalid value.
+        /// `.mvc/config` (or another of the store's own files, such as `.mvc/rewriting`) cannot be parsed or holds an invalid value.
         public static let badConfig = Code(.badConfig)
         /// An artifact name, key, stage or tree entry name breaks the naming rules.
         public static let invalidName = Code(.invalidName)
@@ -60,6 +60,8 @@ public struct MVCError: Error, Sendable, CustomStringConvertible, Equatable {
         public static let nameConflict = Code(.nameConflict)
         /// The git mirror (libgit2) failed; the mvc store itself is unaffected.
         public static let gitMirror = Code(.gitMirror)
+        /// A work-tree file is partly rewritten by a checkout that did not finish (`.mvc/rewriting`).
+        public static let interruptedCheckout = Code(.interruptedCheckout)
     }
 
     public var code: Code

@@ -16,6 +16,9 @@ public struct StatusReport: Sendable, Codable, Equatable {
     public var changes: [StatusEntry]
     /// Artifacts whose tracked paths match their latest version.
     public var clean: [String]
+    /// A file left partly rewritten by a checkout that did not finish (`.mvc/rewriting`): it
+    /// holds a mix of two stored versions, and the next checkout that includes it writes it whole.
+    public var interrupted: String? = nil
 }
 
 extension Repository {
@@ -66,7 +69,7 @@ extension Repository {
             if mine.isEmpty { clean.append(name) }
             changes.append(contentsOf: mine.sorted { utf8Less($0.path, $1.path) })
         }
-        return StatusReport(changes: changes, clean: clean)
+        return StatusReport(changes: changes, clean: clean, interrupted: try interruptedRewrite()?.path)
     }
 
     private func positions(_ cached: inout [PathKey: Int]?, _ files: [FileEntry]) -> [PathKey: Int] {

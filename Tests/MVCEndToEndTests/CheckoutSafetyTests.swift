@@ -112,6 +112,81 @@ struct CheckoutSafetyTests {
         #expect(try sb.json(StatusJSON.self, ["status"]).changes.isEmpty)
     }
 
+    /// Whether a write lease can be taken in the temporary directory (a local file system: mvc
+    /// never rewrites in place elsewhere). F_SETLEASE is 1024 (Linux), not in Swift's Glibc.
+    static let leasesWork: Bool = {
+        let path = FileManager.default.temporaryDirectory.path + "/mvc-lease-probe-\(getpid())"
+        guard FileManager.default.createFile(atPath: path, contents: Data("x".utf8)) else { return false }
+        defer { unlink(path) }
+        let fd = open(path, O_RDWR)
+        defer { close(fd) }
+        guard fd >= 0, fcntl(fd, 1024, Int32(F_WRLCK)) == 0 else { return false }
+        _ = fcntl(fd, 1024, Int32(F_UNLCK))
+        return true
+    }()
+
+    @Test("with no other user of the file, only a fine-tune's changed chunks are rewritten, in the same file",
+          .enabled(if: CheckoutSafetyTests.leasesWork))
+    func rewritesInPlace() throws {
+        let sb = try Sandbox()
+        try sb.mvcOK("init")
+        let v1 = CheckoutVerifyTests.randomData(mib: 12, seed: 0x6D76_632D_7377_0002)
+        var v2 = v1
+        v2.replaceSubrange(5_000_000..<6_000_000, with: CheckoutVerifyTests.randomData(mib: 1, seed: 8).prefix(1_000_000))
+        try sb.write("model/weights.bin", v1)
+        try sb.mvcOK("commit", "model", "--name", "model")
+        try sb.write("model/weights.bin", v2)
+        try sb.mvcOK("commit", "model", "--name", "model")
+        var before = stat(), after = stat()
+        #expect(lstat(sb.path("model/weights.bin"), &before) == 0)
+        usleep(40_000)   // a file changed in the last 20 ms is replaced whole
+
+        let r = try sb.json(CheckoutJSON.self, ["checkout", "model@v1"])
+        #expect(r.written == ["model/weights.bin"] && r.rewrittenInPlace == ["model/weights.bin"])
+        #expect(r.bytesWritten >= 1_000_000 && r.bytesWritten < 3_000_000, "about the changed megabyte: \(r.bytesWritten)")
+        #expect(try sb.read("model/weights.bin") == v1)
+        #expect(lstat(sb.path("model/weights.bin"), &after) == 0 && after.st_ino == before.st_ino, "the same file")
+        usleep(40_000)
+        let text = try sb.mvcOK("checkout", "model@v2")
+        #expect(text.stdout.contains("1 written (") && text.stdout.contains(", 1 in place)"), "\(text)")
+        #expect(try sb.read("model/weights.bin") == v2)
+        #expect(try sb.json(StatusJSON.self, ["status"]).changes.isEmpty)
+        #expect(!sb.exists(".mvc/rewriting"))
+    }
+
+    @Test("a rewrite that was killed: status warns, commit refuses, the next checkout finishes it without --force")
+    func interruptedRewrite() throws {
+        let sb = try Sandbox()
+        try sb.mvcOK("init")
+        let v1 = CheckoutVerifyTests.randomData(mib: 12, seed: 0x6D76_632D_7377_0003)
+        var v2 = v1
+        v2.replaceSubrange(5_000_000..<6_000_000, with: CheckoutVerifyTests.randomData(mib: 1, seed: 9).prefix(1_000_000))
+        try sb.write("model/weights.bin", v1)
+        try sb.mvcOK("commit", "model", "--name", "model")
+        try sb.write("model/weights.bin", v2)
+        let c2 = try sb.json(CommitJSON.self, ["commit", "model", "--name", "model"])
+        // What `mvc checkout model@v1` killed midway leaves: the journal, and v1's bytes over part of v2.
+        var torn = v2
+        torn.replaceSubrange(5_000_000..<5_400_000, with: v1[5_000_000..<5_400_000])
+        let tornFile = open(sb.path("model/weights.bin"), O_WRONLY)
+        _ = torn.withUnsafeBytes { pwrite(tornFile, $0.baseAddress, $0.count, 0) }
+        close(tornFile)
+        struct Listed: Decodable { var id: String }
+        let blob = try #require(try sb.json([Listed].self, ["ls", "model@v1"]).first).id
+        try sb.write(".mvc/rewriting", "mvc-rewriting 1\n\(blob) model/weights.bin")
+
+        let status = try sb.mvcOK("status")
+        #expect(status.stderr.contains("'model/weights.bin' is partly rewritten by a checkout that did not finish"), "\(status)")
+        #expect(try sb.json(StatusJSON.self, ["status"]).interrupted == "model/weights.bin")
+        try sb.mvcFails(["commit", "model", "--name", "model"], mentioning: "partly rewritten")
+        let r = try sb.json(CheckoutJSON.self, ["checkout", "model@v2"])
+        #expect(r.written == ["model/weights.bin"] && r.rewrittenInPlace.isEmpty, "written whole")
+        #expect(try sb.read("model/weights.bin") == v2)
+        #expect(!sb.exists(".mvc/rewriting"))
+        #expect(try sb.json(StatusJSON.self, ["status"]).changes.isEmpty)
+        #expect(c2.version == 2)
+    }
+
     @Test("two spellings of one name (NFC, NFD) are two directories: a local change under one is still refused")
     func unicodeSpellingsOfADirectory() throws {
         let sb = try Sandbox()

@@ -511,11 +511,13 @@ struct StatusJSON: Decodable {
     struct Change: Decodable, Equatable { var artifact: String, path: String, change: String }
     var changes: [Change]
     var clean: [String]
+    var interrupted: String?
 }
 
 struct CheckoutJSON: Decodable {
     var revision: String, id: String, directory: String, written: [String], unchanged: Int
     var removed: [String], kept: [String], bytesWritten: UInt64
+    var rewrittenInPlace: [String]
 }
 
 struct CommitJSON: Decodable {

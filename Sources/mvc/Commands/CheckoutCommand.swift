@@ -29,7 +29,8 @@ struct CheckoutCommand: ParsableCommand {
             let r = try repo.checkout(revision, into: out, paths: paths, force: force, progress: global.progress())
             for w in r.warnings { warn(w) }
             if global.json { printJSON(r); return }
-            print("\(r.revision) -> \(r.directory): \(r.written.count) written (\(humanBytes(r.bytesWritten))), \(r.unchanged) unchanged, \(r.removed.count) removed")
+            let inPlace = r.rewrittenInPlace.isEmpty ? "" : ", \(r.rewrittenInPlace.count) in place"
+            print("\(r.revision) -> \(r.directory): \(r.written.count) written (\(humanBytes(r.bytesWritten))\(inPlace)), \(r.unchanged) unchanged, \(r.removed.count) removed")
             for k in r.kept { print("kept untracked '\(k)'") }
         }
     }
