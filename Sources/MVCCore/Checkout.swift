@@ -34,8 +34,12 @@ extension Repository {
     /// validated tree entries, each file's directory is reached from the target one component at
     /// a time without following symlinks (`DirectoryHandles`), and files are written to a temp
     /// file and renamed into place relative to it (a rename replaces a link, never its target).
+    ///
+    /// `inPlace`: a large work-tree file holding another stored version may be rewritten in place,
+    /// only its changed chunks, when no other process can see it happen (`rewriteInPlace`,
+    /// FORMAT.md 8.1); false replaces every file whole.
     public func checkout(_ revision: String, into directory: String? = nil, paths filter: [String] = [],
-                         force: Bool = false, progress: any ProgressSink = SilentProgress()) throws(MVCError) -> CheckoutResult {
+                         force: Bool = false, inPlace: Bool = true, progress: any ProgressSink = SilentProgress()) throws(MVCError) -> CheckoutResult {
         let (id, commit) = try resolveCommit(revision)
         var files = try self.files(ofTree: commit.tree)
         if !filter.isEmpty {
@@ -88,7 +92,7 @@ extension Repository {
         var rewritable: [PathKey: (stat: FileIO.Stat, current: ObjectID)] = [:]
         let planStart = StatCache.now()
         func noteRewritable(_ f: FileEntry, _ st: FileIO.Stat, _ current: ObjectID) {
-            guard target == workTree, interrupted == nil, f.size >= CheckoutWriter.rewriteMinimum, st.size >= CheckoutWriter.rewriteMinimum,
+            guard inPlace, target == workTree, interrupted == nil, f.size >= CheckoutWriter.rewriteMinimum, st.size >= CheckoutWriter.rewriteMinimum,
                   Repository.settledForRewrite(st, planStart: planStart) else { return }
             rewritable[f.path.byteKey] = (st, current)
         }

@@ -150,6 +150,12 @@ struct CheckoutSafetyTests {
         let text = try sb.mvcOK("checkout", "model@v2")
         #expect(text.stdout.contains("1 written (") && text.stdout.contains(", 1 in place)"), "\(text)")
         #expect(try sb.read("model/weights.bin") == v2)
+        usleep(40_000)
+        let whole = try sb.json(CheckoutJSON.self, ["checkout", "model@v1", "--no-in-place"])
+        #expect(whole.rewrittenInPlace.isEmpty && whole.bytesWritten == UInt64(v1.count))
+        #expect(lstat(sb.path("model/weights.bin"), &after) == 0 && after.st_ino != before.st_ino, "--no-in-place: a new file")
+        #expect(try sb.read("model/weights.bin") == v1)
+        try sb.mvcOK("checkout", "model@v2")
         #expect(try sb.json(StatusJSON.self, ["status"]).changes.isEmpty)
         #expect(!sb.exists(".mvc/rewriting"))
     }

@@ -19,6 +19,9 @@ struct CheckoutCommand: ParsableCommand {
     @Flag(name: .long, help: "Overwrite local changes.")
     var force = false
 
+    @Flag(name: .customLong("no-in-place"), help: "Replace every file whole; never rewrite a large file's changed chunks in place.")
+    var noInPlace = false
+
     @Argument(parsing: .postTerminator, help: "Only these paths (as 'mvc ls' prints them).")
     var paths: [String] = []
 
@@ -26,7 +29,7 @@ struct CheckoutCommand: ParsableCommand {
         try runReporting { () throws(MVCError) in
             let repo = try global.repository()
             let out = output.map { $0.hasPrefix("/") ? $0 : global.baseDirectory + "/" + $0 }
-            let r = try repo.checkout(revision, into: out, paths: paths, force: force, progress: global.progress())
+            let r = try repo.checkout(revision, into: out, paths: paths, force: force, inPlace: !noInPlace, progress: global.progress())
             for w in r.warnings { warn(w) }
             if global.json { printJSON(r); return }
             let inPlace = r.rewrittenInPlace.isEmpty ? "" : ", \(r.rewrittenInPlace.count) in place"
