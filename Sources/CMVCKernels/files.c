@@ -35,10 +35,16 @@ int mvc_is_local_lease_fs(int fd) {
         return 0;
     }
 }
+unsigned long long mvc_available_bytes(int fd) {
+    struct statfs fs;
+    if (fstatfs(fd, &fs) != 0) return 0;
+    return (unsigned long long)fs.f_bavail * (unsigned long long)fs.f_frsize;
+}
 #else
 #include <errno.h>
 int mvc_take_write_lease(int fd) { (void)fd; errno = ENOSYS; return -1; }
 int mvc_release_lease(int fd) { (void)fd; errno = ENOSYS; return -1; }
 int mvc_lease_unbroken(int fd) { (void)fd; return 0; }
 int mvc_is_local_lease_fs(int fd) { (void)fd; return 0; }
+unsigned long long mvc_available_bytes(int fd) { (void)fd; return 0; }
 #endif

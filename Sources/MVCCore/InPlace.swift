@@ -3,6 +3,7 @@ internal import Glibc
 #endif
 internal import CMVCKernels
 internal import CMVCCrypto
+internal import Synchronization
 
 /// `.mvc/rewriting`: the work-tree file a checkout is rewriting in place, from just before its
 /// first byte changes until its last one is on disk (FORMAT.md 8.1). While it exists, that file may
@@ -183,8 +184,13 @@ extension CheckoutWriter {
                 at += run
                 i = end
             }
+            if let pause = CheckoutWriter.pauseAfterRewriteBatch.withLock({ $0 }), pause.path == path { usleep(pause.microseconds) }
         }
     }
+
+    /// For tests: a pause after each batch rewritten into the file at `path`, to widen the window
+    /// in which another process could see the file half rewritten if the lease did not stop it.
+    static let pauseAfterRewriteBatch = Mutex<(path: String, microseconds: UInt32)?>(nil)
 }
 
 /// What `rewriteInPlace` did.
@@ -247,7 +253,10 @@ extension Repository {
             var st = Glibc.stat()
             return fstat(fd, &st) == 0 && st.st_nlink == 1 && FileIO.Stat(st) == planned
         }
-        guard unchanged(), mvc_is_local_lease_fs(fd) == 1, mvc_take_write_lease(fd) == 0 else { return nil }
+        // Room for every byte to be written: a copy-on-write file system (Btrfs) writes them to new
+        // blocks, and running out midway would leave the file half rewritten.
+        guard unchanged(), mvc_is_local_lease_fs(fd) == 1, mvc_available_bytes(fd) > plan.bytes + (8 << 20),
+              mvc_take_write_lease(fd) == 0 else { return nil }
         leased = true
         let leasedAt = StatCache.now()
         guard unchanged() else { return nil }   // written to before the lease

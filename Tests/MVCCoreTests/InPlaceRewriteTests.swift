@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import MVCCore
 import CMVCKernels
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -69,6 +70,96 @@ struct InPlaceRewriteTests {
         #expect(try Self.inode(path) == before)
         #expect(try repo.status().changes.isEmpty)
         #expect(try repo.fsck().ok)
+    }
+
+    @Test("a reader opening the file over and over while versions are switched reads one version whole, never a mix")
+    func concurrentReadersSeeWholeVersions() throws {
+        let dir = TempDir()
+        let (repo, v1, v2) = try Self.fineTune(dir)
+        let path = dir.path + "/repo/model.bin"
+        final class Reader: @unchecked Sendable {
+            let stop = Atomic<Bool>(false)
+            var reads = 0, mixed = 0, failed = 0
+        }
+        let reader = Reader()
+        let done = DispatchSemaphore(value: 0)
+        let expected = (v1, v2)
+        Thread.detachNewThread {
+            var buf = [UInt8](repeating: 0, count: Self.size + 1)
+            while !reader.stop.load(ordering: .relaxed) {
+                // A fresh open each time: an open during a rewrite waits for it (the lease).
+                let fd = open(path, O_RDONLY)
+                if fd < 0 { reader.failed += 1; continue }
+                var got = 0
+                while got < buf.count {
+                    let n = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + got, $0.count - got, off_t(got)) }
+                    if n <= 0 { break }
+                    got += n
+                }
+                close(fd)
+                reader.reads += 1
+                if !(got == Self.size && (buf[0..<got].elementsEqual(expected.0) || buf[0..<got].elementsEqual(expected.1))) { reader.mixed += 1 }
+                usleep(10_000)   // open about a quarter of the time: most checkouts can take the lease
+            }
+            done.signal()
+        }
+        var inPlace = 0
+        for i in 0..<8 {
+            Self.settle()
+            inPlace += try repo.checkout(i % 2 == 0 ? "m@v1" : "m@v2").rewrittenInPlace.count
+        }
+        reader.stop.store(true, ordering: .relaxed)
+        done.wait()
+        #expect(reader.reads > 0 && reader.failed == 0)
+        #expect(reader.mixed == 0, "\(reader.mixed) of \(reader.reads) reads saw neither version whole")
+        #expect(dir.read("repo/model.bin") == v2)
+        // Each checkout finds the file open (then replaces it) about a quarter of the time.
+        #expect(inPlace > 0, "some rewrites in place happened while the reader was at work")
+    }
+
+    @Test("an open during a rewrite in place waits for it, then reads the new version whole")
+    func openWaitsForRewrite() throws {
+        // 24 MiB with 10 MiB changed: two batches, with a pause after each.
+        let dir = TempDir()
+        let v1 = noise(24 << 20, seed: 44)
+        var v2 = v1
+        v2.replaceSubrange((6 << 20)..<(16 << 20), with: noise(10 << 20, seed: 45))
+        dir.write("repo/model.bin", v1)
+        let repo = try Repository.initialize(at: dir.path + "/repo")
+        _ = try repo.commit(CommitRequest(paths: ["model.bin"], name: "m", kind: .model, baseDirectory: dir.path + "/repo"))
+        dir.write("repo/model.bin", v2)
+        _ = try repo.commit(CommitRequest(paths: ["model.bin"], name: "m", kind: .model, baseDirectory: dir.path + "/repo"))
+        Self.settle()
+        let path = dir.path + "/repo/model.bin"
+        CheckoutWriter.pauseAfterRewriteBatch.withLock { $0 = (path, 400_000) }
+        defer { CheckoutWriter.pauseAfterRewriteBatch.withLock { $0 = nil } }
+
+        final class Outcome: @unchecked Sendable { var result: Result<CheckoutResult, MVCError>? }
+        let outcome = Outcome()
+        let finished = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            do throws(MVCError) { outcome.result = .success(try repo.checkout("m@v1")) } catch { outcome.result = .failure(error) }
+            finished.signal()
+        }
+        // The journal appears under the lease, just before the first batch is written; the first
+        // batch is then written and the writer pauses.
+        let journal = RewriteJournal.location(repo.storeDirectory)
+        var waited = 0
+        while !FileManager.default.fileExists(atPath: journal) && waited < 20_000 { usleep(1_000); waited += 1 }
+        #expect(FileManager.default.fileExists(atPath: journal), "the rewrite started")
+        usleep(100_000)
+        let start = StatCache.now()
+        let fd = open(path, O_RDONLY)
+        let openedAfter = StatCache.now() - start
+        try #require(fd >= 0)
+        var buf = [UInt8](repeating: 0, count: v1.count)
+        let n = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress!, $0.count, 0) }
+        close(fd)
+        finished.wait()
+        let r = try #require(try outcome.result?.get())
+        #expect(r.rewrittenInPlace == ["model.bin"])
+        #expect(openedAfter > 150_000_000, "the open waited for the rewrite: \(openedAfter / 1_000_000) ms")
+        #expect(n == v1.count && buf == v1, "and then read v1 whole")
     }
 
     @Test("a file growing or shrinking at the end is rewritten in place too")

@@ -19,4 +19,7 @@ int mvc_lease_unbroken(int fd);
 // 1 when `fd` is on a local file system whose leases see every opener (ext4, XFS, Btrfs, tmpfs,
 // F2FS); 0 on others (NFS, SMB, FUSE, overlayfs...), where other hosts' or layers' users are unseen.
 int mvc_is_local_lease_fs(int fd);
+// The bytes an unprivileged user may still allocate on `fd`'s file system (f_bavail × f_frsize),
+// or 0 when fstatfs fails.
+unsigned long long mvc_available_bytes(int fd);
 #endif
