@@ -159,6 +159,7 @@ extension Repository {
         // is written (also when a later one fails): `StatCache.recordWritten` waits up to 20 ms.
         var written: [StatCache.WrittenFile] = []
         let prefetch = SmallObjectPrefetch(store: objects, files: toWrite)
+        let umask = FileIO.umask()
         let directories = DirectoryHandles(target: target)
         defer { directories.close() }
         do throws(MVCError) {
@@ -167,7 +168,7 @@ extension Repository {
                 let key = f.path.byteKey
                 let done = try writeFile(f, under: target, writer: writer, directories: directories, mayExist: present.contains(key),
                                          statAfter: target == workTree, prefetched: prefetched, rewrite: rewritable[key],
-                                         cache: cache) { progress.advance(bytes: $0, path: f.path) }
+                                         cache: cache, umask: umask) { progress.advance(bytes: $0, path: f.path) }
                 if target == workTree {
                     if let st = done.stat, st.isRegular { written.append(.init(path: f.path, stat: st, id: f.id)) } else { cache.forget(f.path) }
                 }
@@ -182,7 +183,14 @@ extension Repository {
         }
         writer.finish()
         cache.recordWritten(written, under: target)
-        if finishesInterrupted { interrupted?.remove(storeDirectory: storeDirectory) }
+        if finishesInterrupted, let interrupted {
+            // The journal goes once the file written whole in its place is on disk.
+            let fd = Glibc.open(joinPath(workTree, interrupted.path), O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+            if fd >= 0 {
+                if fdatasync(fd) == 0 { interrupted.remove(storeDirectory: storeDirectory) }
+                close(fd)
+            }
+        }
         progress.end()
         for r in removable { FileIO.unlink(joinPath(target, r)); cache.forget(r) }
         var result = CheckoutResult(revision: "\(commit.artifact)@v\(commit.version)", id: id, directory: target,
@@ -252,7 +260,7 @@ extension Repository {
     /// that is, or becomes, a symlink is never written through, without an `lstat` per file.
     private func writeFile(_ f: FileEntry, under target: String, writer: CheckoutWriter, directories: DirectoryHandles, mayExist: Bool,
                            statAfter: Bool, prefetched: UnsafeRawBufferPointer? = nil, rewrite: (stat: FileIO.Stat, current: ObjectID)? = nil,
-                           cache: StatCache, progress: (UInt64) -> Void) throws(MVCError) -> (stat: FileIO.Stat?, bytes: UInt64, inPlace: Bool, warning: String?) {
+                           cache: StatCache, umask: mode_t?, progress: (UInt64) -> Void) throws(MVCError) -> (stat: FileIO.Stat?, bytes: UInt64, inPlace: Bool, warning: String?) {
         try validateRelativePath(f.path)
         let abs = joinPath(target, f.path)
         let dir = parentPath(abs)
@@ -280,7 +288,9 @@ extension Repository {
                 // Returns only when every byte written was verified (FORMAT.md V2, V3).
                 try writer.write(f.id, to: fd, path: tmp, progress: progress)
             }
-            fchmod(fd, f.kind == .exec ? 0o755 : 0o644)
+            // The mode is exactly 0644 or 0755; `openat` gave it already unless the umask took bits away.
+            let mode: mode_t = f.kind == .exec ? 0o755 : 0o644
+            if umask.map({ $0 & mode != 0 }) ?? true { fchmod(fd, mode) }
             close(fd)
             isOpen = false
             // A file replacing another is swapped with it, and the old one removed off this thread.

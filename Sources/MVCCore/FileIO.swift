@@ -335,6 +335,17 @@ enum FileIO {
     }
 
     static func isTerminal(_ fd: Int32) -> Bool { isatty(fd) == 1 }
+
+    /// The process's umask, from `/proc/self/status` (Linux 4.7), without changing it as `umask(2)`
+    /// would (another thread could create a file meanwhile); nil when unknown.
+    static func umask() -> mode_t? {
+        guard let bytes = try? readSmallFile("/proc/self/status", limit: 1 << 16) else { return nil }
+        for line in bytes.split(separator: UInt8(ascii: "\n")) where line.starts(with: Array("Umask:".utf8)) {
+            let digits = line.dropFirst(6).filter { $0 != UInt8(ascii: " ") && $0 != UInt8(ascii: "\t") }
+            return mode_t(String(decoding: digits, as: UTF8.self), radix: 8)
+        }
+        return nil
+    }
 }
 
 extension FileIO.Stat {

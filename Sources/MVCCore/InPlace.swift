@@ -5,41 +5,79 @@ internal import CMVCKernels
 internal import CMVCCrypto
 internal import Synchronization
 
-/// `.mvc/rewriting`: the work-tree file a checkout is rewriting in place, from just before its
-/// first byte changes until its last one is on disk (FORMAT.md 8.1). While it exists, that file may
-/// hold a mix of two stored versions' bytes: `mvc commit` refuses it, `mvc status` names it, and the
-/// next checkout that includes it writes it whole (without `--force`: its bytes are in the store).
+/// `.mvc/rewriting`: the work-tree file a checkout is rewriting in place, from before its first
+/// byte changes until its last one is on disk (FORMAT.md 8.1). While it exists, that file may hold a
+/// mix of two stored versions' bytes: `mvc commit` refuses it, `mvc status` names it, and the next
+/// checkout that includes it writes it whole (without `--force`: its bytes are in the store).
 ///
-/// Layout: `mvc-rewriting 1\n`, the 64 hex digits of the blob being written, a space, and the file's
-/// path relative to the work tree (UTF-8, to the end of the file, no newline).
-struct RewriteJournal: Equatable {
+/// Layout: `mvc-rewriting 1\n`, the 64 hex digits of the blob being written, a space, the file's
+/// inode number in decimal, a space, and the file's path relative to the work tree (UTF-8, to the
+/// end of the file, no newline).
+struct RewriteJournal {
     var id: ObjectID
+    /// The inode of the file being rewritten: a file at `path` with another inode (one restored by
+    /// hand, say) is not the one left half written.
+    var inode: UInt64
     var path: String
+    /// The inode of the journal file itself, once read or created: it is removed only if it is
+    /// still that file, never a newer journal with the same content.
+    private(set) var journalInode: UInt64 = 0
+
+    init(id: ObjectID, inode: UInt64, path: String) {
+        self.id = id
+        self.inode = inode
+        self.path = path
+    }
 
     private static let magic = Array("mvc-rewriting 1\n".utf8)
     static func location(_ storeDirectory: String) -> String { joinPath(storeDirectory, "rewriting") }
 
-    var encoded: [UInt8] { RewriteJournal.magic + Array(id.hex.utf8) + [UInt8(ascii: " ")] + Array(path.utf8) }
+    var encoded: [UInt8] { RewriteJournal.magic + Array("\(id.hex) \(inode) \(path)".utf8) }
 
     static func read(storeDirectory: String) throws(MVCError) -> RewriteJournal? {
         let file = location(storeDirectory)
-        guard let bytes = try FileIO.readSmallFile(file, limit: 1 << 16) else { return nil }
-        let m = magic.count
-        guard bytes.count > m + 65, bytes.starts(with: magic), bytes[m + 64] == UInt8(ascii: " "),
-              let id = ObjectID(hex: String(decoding: bytes[m..<(m + 64)], as: UTF8.self)),
-              let path = String(validating: bytes[(m + 65)...], as: UTF8.self),
-              (try? validateRelativePath(path)) != nil else {
+        let fd = open(file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        if fd < 0 {
+            if errno == ENOENT { return nil }
+            throw .io("open", path: file, errno: errno)
+        }
+        defer { close(fd) }
+        let st = try FileIO.stat(fd: fd, path: file)
+        var bytes = [UInt8](repeating: 0, count: 1 << 16)
+        var n = 0
+        while n < bytes.count {
+            let got = bytes.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress! + n, $0.count - n) }
+            if got < 0 && errno == EINTR { continue }
+            if got < 0 { throw .io("read", path: file, errno: errno) }
+            if got == 0 { break }
+            n += got
+        }
+        bytes.removeSubrange(n...)
+        guard var journal = parse(bytes) else {
             throw MVCError(.badConfig, "'\(file)' is damaged: it should name the file a checkout was rewriting in place",
                            hint: "remove it; if a checkout was interrupted, check out the version again with --force")
         }
-        return RewriteJournal(id: id, path: path)
+        journal.journalInode = st.inode
+        return journal
+    }
+
+    private static func parse(_ bytes: [UInt8]) -> RewriteJournal? {
+        let m = magic.count
+        guard bytes.count > m + 67, bytes.starts(with: magic), bytes[m + 64] == UInt8(ascii: " "),
+              let id = ObjectID(hex: String(decoding: bytes[m..<(m + 64)], as: UTF8.self)),
+              let space = bytes[(m + 65)...].firstIndex(of: UInt8(ascii: " ")), space > m + 65,
+              bytes[(m + 65)..<space].allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }),
+              let inode = UInt64(String(decoding: bytes[(m + 65)..<space], as: UTF8.self)),
+              let path = String(validating: bytes[(space + 1)...], as: UTF8.self),
+              (try? validateRelativePath(path)) != nil else { return nil }
+        return RewriteJournal(id: id, inode: inode, path: path)
     }
 
     /// Publishes the journal, durably, unless one exists (another checkout's, running or
     /// interrupted): then returns false. Written to a temp file, synced, and linked to its name
     /// (`link` fails when the name exists), then the directory is synced: after a crash or a power
     /// loss during the rewrite, the journal is there, whole.
-    func create(storeDirectory: String) throws(MVCError) -> Bool {
+    mutating func create(storeDirectory: String) throws(MVCError) -> Bool {
         let file = RewriteJournal.location(storeDirectory)
         let tmp = file + ".tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         let fd = try FileIO.createExclusive(tmp)
@@ -47,6 +85,7 @@ struct RewriteJournal: Equatable {
         do throws(MVCError) {
             try FileIO.writeAll(fd, encoded, path: tmp)
             try FileIO.fsync(fd, path: tmp)
+            journalInode = try FileIO.stat(fd: fd, path: tmp).inode
         } catch {
             close(fd)
             throw error
@@ -56,32 +95,38 @@ struct RewriteJournal: Equatable {
             if errno == EEXIST { return false }
             throw .io("create", path: file, errno: errno)
         }
-        try FileIO.fsyncDirectory(storeDirectory)
+        do throws(MVCError) { try FileIO.fsyncDirectory(storeDirectory) } catch {
+            FileIO.unlink(file)
+            throw error
+        }
         return true
     }
 
-    /// Removes the journal if it is still this one (not synced: the file it names is on disk by then).
+    /// Removes the journal if it is still the file this value was read from or created as (not
+    /// synced: the file it names is on disk by then, or untouched).
     func remove(storeDirectory: String) {
-        if (try? RewriteJournal.read(storeDirectory: storeDirectory)) == self { RewriteJournal.discard(storeDirectory: storeDirectory) }
-    }
-
-    static func discard(storeDirectory: String) {
-        FileIO.unlink(location(storeDirectory))
+        let file = RewriteJournal.location(storeDirectory)
+        if journalInode != 0, let st = try? FileIO.lstat(file), st.inode == journalInode { FileIO.unlink(file) }
     }
 
     static func interrupted(_ path: String) -> MVCError {
-        MVCError(.interruptedCheckout, "'\(path)' is partly rewritten by a checkout that did not finish",
-                 hint: "check out a version of its artifact to finish it (its bytes are in the store; no --force needed)")
+        MVCError(.interruptedCheckout, "'\(path)' is being rewritten in place by a checkout, or was left partly rewritten by one that did not finish",
+                 hint: "if no checkout is running, check out a version of its artifact to finish it (its bytes are in the store; no --force needed)")
     }
+}
+
+extension RewriteJournal: Equatable {
+    /// The same content (the journal file's own inode aside).
+    static func == (a: RewriteJournal, b: RewriteJournal) -> Bool { a.id == b.id && a.inode == b.inode && a.path == b.path }
 }
 
 extension Repository {
     /// The file a checkout left partly rewritten (`.mvc/rewriting`), if it is still there: a
-    /// journal naming a path where no regular file is any more (removed, replaced by a directory)
-    /// is out of date, and is removed.
+    /// journal naming a path where that file is not any more (removed, replaced by another file or
+    /// a directory) is out of date, and is removed.
     func interruptedRewrite() throws(MVCError) -> RewriteJournal? {
         guard let journal = try RewriteJournal.read(storeDirectory: storeDirectory) else { return nil }
-        if let st = try FileIO.lstat(joinPath(workTree, journal.path)), st.isRegular { return journal }
+        if let st = try FileIO.lstat(joinPath(workTree, journal.path)), st.isRegular, st.inode == journal.inode { return journal }
         journal.remove(storeDirectory: storeDirectory)
         return nil
     }
@@ -255,31 +300,46 @@ extension Repository {
         }
         // Room for every byte to be written: a copy-on-write file system (Btrfs) writes them to new
         // blocks, and running out midway would leave the file half rewritten.
-        guard unchanged(), mvc_is_local_lease_fs(fd) == 1, mvc_available_bytes(fd) > plan.bytes + (8 << 20),
-              mvc_take_write_lease(fd) == 0 else { return nil }
+        guard unchanged(), mvc_is_local_lease_fs(fd) == 1, mvc_available_bytes(fd) > plan.bytes + (8 << 20) else { return nil }
+        // The journal first, durably, before the lease: its fsyncs may wait for the writeback of
+        // files this checkout wrote before, time no one should spend waiting to open this file. A
+        // store that cannot hold it (read-only, full): the file is replaced whole, as before.
+        var journal = RewriteJournal(id: f.id, inode: planned.inode, path: f.path)
+        guard (try? journal.create(storeDirectory: storeDirectory)) == true else { return nil }
+        guard mvc_take_write_lease(fd) == 0 else {
+            journal.remove(storeDirectory: storeDirectory)
+            return nil
+        }
         leased = true
         let leasedAt = StatCache.now()
-        guard unchanged() else { return nil }   // written to before the lease
-        let journal = RewriteJournal(id: f.id, path: f.path)
-        guard try journal.create(storeDirectory: storeDirectory) else { return nil }   // another checkout's
+        guard unchanged() else {   // written to before the lease
+            journal.remove(storeDirectory: storeDirectory)
+            return nil
+        }
         cache.forget(f.path)
         do throws(MVCError) {
             try writer.apply(plan, to: fd, path: abs, progress: progress)
             if planned.size > plan.size, ftruncate(fd, off_t(plan.size)) != 0 { throw .io("truncate", path: abs, errno: errno) }
-            if planned.isExecutable != (f.kind == .exec), fchmod(fd, f.kind == .exec ? 0o755 : 0o644) != 0 {
-                throw .io("change the mode of", path: abs, errno: errno)
+            // Only the executable bits change (added where the file is readable, as git does).
+            let modeChanged = planned.isExecutable != (f.kind == .exec)
+            if modeChanged {
+                let old = planned.mode & 0o7777
+                let new = f.kind == .exec ? old | ((old & 0o444) >> 2) : old & ~0o111
+                if fchmod(fd, mode_t(new)) != 0 { throw .io("change the mode of", path: abs, errno: errno) }
             }
-            if fdatasync(fd) != 0 { throw .io("sync", path: abs, errno: errno) }
+            if (modeChanged ? fsync(fd) : fdatasync(fd)) != 0 { throw .io("sync", path: abs, errno: errno) }
             let st = try FileIO.stat(fd: fd, path: abs)
             guard st.size == plan.size else {
                 throw MVCError(.io, "'\(abs)' is \(st.size) bytes after rewriting it to \(plan.size)", hint: "is another process writing to it?")
             }
+            // Someone asked to open the file meanwhile (a break is pending, or the kernel gave up
+            // waiting): do not record it, it may be written to as soon as the lease is released.
             let unbroken = mvc_lease_unbroken(fd) == 1
-            let overran = StatCache.now() - leasedAt >= Int64(leaseBreak) * 1_000_000_000
+            let overran = !unbroken && StatCache.now() - leasedAt >= Int64(leaseBreak) * 1_000_000_000
             journal.remove(storeDirectory: storeDirectory)
             progress(f.size - plan.bytes)
             return InPlaceRewrite(stat: unbroken ? st : nil, bytes: plan.bytes,
-                                  warning: overran ? "'\(f.path)' took longer to rewrite in place than /proc/sys/fs/lease-break-time: a process that opened it meanwhile may have read it half rewritten" : nil)
+                                  warning: overran ? "rewriting '\(f.path)' in place took longer than /proc/sys/fs/lease-break-time: a process that opened it meanwhile may have read it half rewritten" : nil)
         } catch {
             throw MVCError(error.code, "\(error.message); '\(f.path)' is left partly rewritten",
                            hint: "when that is fixed, run the checkout again to finish it (its bytes are in the store)")

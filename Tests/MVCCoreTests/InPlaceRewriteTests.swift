@@ -313,7 +313,8 @@ struct InPlaceRewriteTests {
         let dir = TempDir()
         let (repo, v1, v2) = try Self.fineTune(dir)
         // What a killed checkout of v1 leaves: the journal, and part of v1's bytes over v2.
-        #expect(try RewriteJournal(id: ObjectID.hash(v1), path: "model.bin").create(storeDirectory: repo.storeDirectory))
+        var journal = RewriteJournal(id: ObjectID.hash(v1), inode: try Self.inode(dir.path + "/repo/model.bin"), path: "model.bin")
+        #expect(try journal.create(storeDirectory: repo.storeDirectory))
         let fd = open(dir.path + "/repo/model.bin", O_WRONLY)
         _ = v1[(5 << 20)..<((5 << 20) + 300_000)].withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 5 << 20) }
         close(fd)
@@ -342,16 +343,25 @@ struct InPlaceRewriteTests {
         let dir = TempDir()
         let (repo, v1, _) = try Self.fineTune(dir)
         dir.write("repo/other.bin", "x")
-        let journal = RewriteJournal(id: ObjectID.hash(v1), path: "other.bin")
+        var journal = RewriteJournal(id: ObjectID.hash(v1), inode: try Self.inode(dir.path + "/repo/other.bin"), path: "other.bin")
         #expect(try journal.create(storeDirectory: repo.storeDirectory))
-        #expect(try !journal.create(storeDirectory: repo.storeDirectory), "one at a time")
+        var second = journal
+        #expect(try !second.create(storeDirectory: repo.storeDirectory), "one at a time")
         let r = try repo.checkout("m@v1")
         #expect(r.written == ["model.bin"] && r.rewrittenInPlace.isEmpty)
         #expect(try RewriteJournal.read(storeDirectory: repo.storeDirectory) == journal, "still there")
 
-        unlink(dir.path + "/repo/other.bin")
+        // Another file put in its place (restored by hand, say) is not the half-written one.
+        dir.write("repo/other.bin", "mine")
         #expect(try repo.status().interrupted == nil)
         #expect(try RewriteJournal.read(storeDirectory: repo.storeDirectory) == nil, "dropped: nothing is half written any more")
+
+        var gone = RewriteJournal(id: ObjectID.hash(v1), inode: try Self.inode(dir.path + "/repo/other.bin"), path: "other.bin")
+        #expect(try gone.create(storeDirectory: repo.storeDirectory))
+        #expect(try repo.status().interrupted == "other.bin")
+        unlink(dir.path + "/repo/other.bin")
+        #expect(try repo.status().interrupted == nil, "a journal whose file is gone is dropped too")
+        #expect(try RewriteJournal.read(storeDirectory: repo.storeDirectory) == nil)
         Self.settle()
         #expect(try repo.checkout("m@v2").rewrittenInPlace == ["model.bin"])
     }

@@ -120,7 +120,18 @@ struct CheckoutSafetyTests {
         defer { unlink(path) }
         let fd = open(path, O_RDWR)
         defer { close(fd) }
-        guard fd >= 0, fcntl(fd, 1024, Int32(F_WRLCK)) == 0 else { return false }
+        // A file system mvc trusts leases on (ext4, XFS, Btrfs, tmpfs, F2FS: `stat -f` prints its
+        // type in hex), and a lease granted.
+        let stat = Process()
+        stat.executableURL = URL(fileURLWithPath: "/usr/bin/stat")
+        stat.arguments = ["-f", "-c", "%t", path]
+        let pipe = Pipe()
+        stat.standardOutput = pipe
+        guard (try? stat.run()) != nil else { return false }
+        stat.waitUntilExit()
+        let type = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        guard ["ef53", "58465342", "9123683e", "1021994", "f2f52010"].contains(type),
+              fd >= 0, fcntl(fd, 1024, Int32(F_WRLCK)) == 0 else { return false }
         _ = fcntl(fd, 1024, Int32(F_UNLCK))
         return true
     }()
@@ -179,10 +190,12 @@ struct CheckoutSafetyTests {
         close(tornFile)
         struct Listed: Decodable { var id: String }
         let blob = try #require(try sb.json([Listed].self, ["ls", "model@v1"]).first).id
-        try sb.write(".mvc/rewriting", "mvc-rewriting 1\n\(blob) model/weights.bin")
+        var journaled = stat()
+        #expect(lstat(sb.path("model/weights.bin"), &journaled) == 0)
+        try sb.write(".mvc/rewriting", "mvc-rewriting 1\n\(blob) \(journaled.st_ino) model/weights.bin")
 
         let status = try sb.mvcOK("status")
-        #expect(status.stderr.contains("'model/weights.bin' is partly rewritten by a checkout that did not finish"), "\(status)")
+        #expect(status.stderr.contains("'model/weights.bin' is being rewritten in place by a checkout, or was left partly rewritten by one that did not finish"), "\(status)")
         #expect(try sb.json(StatusJSON.self, ["status"]).interrupted == "model/weights.bin")
         try sb.mvcFails(["commit", "model", "--name", "model"], mentioning: "partly rewritten")
         let r = try sb.json(CheckoutJSON.self, ["checkout", "model@v2"])
@@ -317,6 +330,14 @@ struct CheckoutSafetyTests {
         #expect(sb.mode(ofAbsolute: out + "/tools/lib.txt") & 0o111 == 0)
         let run = try sb.run("sh", ["-c", "\(out)/tools/run.sh"])
         #expect(run.status == 0 && run.stdout == "hi\n")
+        // Exactly 0755 and 0644, whatever the umask (a umask that takes bits away is undone).
+        #expect(sb.mode(ofAbsolute: out + "/tools/run.sh") & 0o777 == 0o755)
+        #expect(sb.mode(ofAbsolute: out + "/tools/lib.txt") & 0o777 == 0o644)
+        let strict = sb.scratch + "/strict"
+        let masked = try sb.run("sh", ["-c", "umask 077 && exec \"$0\" checkout tools -o \"$1\"", try MVCBinary.path(), strict])
+        #expect(masked.status == 0, "\(masked)")
+        #expect(sb.mode(ofAbsolute: strict + "/tools/run.sh") & 0o777 == 0o755)
+        #expect(sb.mode(ofAbsolute: strict + "/tools/lib.txt") & 0o777 == 0o644)
 
         // In the work tree, a lost executable bit is restored (the bytes are the same).
         chmod(sb.path("tools/run.sh"), 0o644)

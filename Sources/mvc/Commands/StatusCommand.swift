@@ -12,7 +12,7 @@ struct StatusCommand: ParsableCommand {
             let report = try repo.status()
             if global.json { printJSON(report); return }
             if let p = report.interrupted {
-                warn("'\(p)' is partly rewritten by a checkout that did not finish; check out a version of its artifact to finish it")
+                warn("'\(p)' is being rewritten in place by a checkout, or was left partly rewritten by one that did not finish; if no checkout is running, check out a version of its artifact to finish it")
             }
             if report.changes.isEmpty {
                 print(report.clean.isEmpty ? "nothing tracked yet" : (report.clean.count == 1 ? "clean: 1 artifact matches its latest version" : "clean: \(report.clean.count) artifacts match their latest version"))
