@@ -34,11 +34,16 @@ struct InPlaceRewriteTests {
         v2.replaceSubrange((5 << 20)..<((5 << 20) + changed), with: noise(changed, seed: 42))
         dir.write("repo/model.bin", v1)
         let repo = try Repository.initialize(at: dir.path + "/repo")
-        _ = try repo.commit(CommitRequest(paths: ["model.bin"], name: "m", kind: .model, baseDirectory: dir.path + "/repo"))
+        try Self.commitModel(repo, dir)
         dir.write("repo/model.bin", v2)
-        _ = try repo.commit(CommitRequest(paths: ["model.bin"], name: "m", kind: .model, baseDirectory: dir.path + "/repo"))
+        try Self.commitModel(repo, dir)
         settle()
         return (repo, v1, v2)
+    }
+
+    /// Commits `repo/model.bin` as the next version of `m`.
+    static func commitModel(_ repo: Repository, _ dir: TempDir) throws {
+        _ = try repo.commit(CommitRequest(paths: ["model.bin"], name: "m", kind: .model, baseDirectory: dir.path + "/repo"))
     }
 
     /// Waits until files written so far are older than `Repository.settledForRewrite` asks.
@@ -126,9 +131,9 @@ struct InPlaceRewriteTests {
         v2.replaceSubrange((6 << 20)..<(16 << 20), with: noise(10 << 20, seed: 45))
         dir.write("repo/model.bin", v1)
         let repo = try Repository.initialize(at: dir.path + "/repo")
-        _ = try repo.commit(CommitRequest(paths: ["model.bin"], name: "m", kind: .model, baseDirectory: dir.path + "/repo"))
+        try Self.commitModel(repo, dir)
         dir.write("repo/model.bin", v2)
-        _ = try repo.commit(CommitRequest(paths: ["model.bin"], name: "m", kind: .model, baseDirectory: dir.path + "/repo"))
+        try Self.commitModel(repo, dir)
         Self.settle()
         let path = dir.path + "/repo/model.bin"
         CheckoutWriter.pauseAfterRewriteBatch.withLock { $0 = (path, 400_000) }
@@ -168,7 +173,7 @@ struct InPlaceRewriteTests {
         let (repo, v1, _) = try Self.fineTune(dir)
         let longer = v1 + noise(1 << 20, seed: 43)
         dir.write("repo/model.bin", longer)
-        _ = try repo.commit(CommitRequest(paths: ["model.bin"], name: "m", kind: .model, baseDirectory: dir.path + "/repo"))   // v3
+        try Self.commitModel(repo, dir)   // v3
         Self.settle()
         let path = dir.path + "/repo/model.bin"
         let before = try Self.inode(path)
@@ -252,7 +257,7 @@ struct InPlaceRewriteTests {
         let dir = TempDir()
         let (repo, v1, _) = try Self.fineTune(dir)
         dir.write("repo/model.bin", [7] + v1)
-        _ = try repo.commit(CommitRequest(paths: ["model.bin"], name: "m", kind: .model, baseDirectory: dir.path + "/repo"))
+        try Self.commitModel(repo, dir)
         Self.settle()
         let r = try repo.checkout("m@v1")
         #expect(r.written == ["model.bin"] && r.rewrittenInPlace.isEmpty)
@@ -265,7 +270,7 @@ struct InPlaceRewriteTests {
         let (repo, v1, v2) = try Self.fineTune(dir)
         let path = dir.path + "/repo/model.bin"
         chmod(path, 0o755)
-        _ = try repo.commit(CommitRequest(paths: ["model.bin"], name: "m", kind: .model, baseDirectory: dir.path + "/repo"))   // v3: v2, executable
+        try Self.commitModel(repo, dir)   // v3: v2, executable
         Self.settle()
         #expect(try repo.checkout("m@v1").rewrittenInPlace == ["model.bin"])
         #expect(dir.read("repo/model.bin") == v1)
@@ -323,7 +328,7 @@ struct InPlaceRewriteTests {
         #expect(status.interrupted == "model.bin")
         #expect(status.changes.map(\.path) == ["model.bin"])
         let refused = #expect(throws: MVCError.self) {
-            _ = try repo.commit(CommitRequest(paths: ["model.bin"], name: "m", kind: .model, baseDirectory: dir.path + "/repo"))
+            try Self.commitModel(repo, dir)
         }
         #expect(refused?.code == .interruptedCheckout)
         #expect(refused?.message.contains("model.bin") == true)
