@@ -5,6 +5,8 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/vfs.h>
+#include <stdio.h>
+#include <unistd.h>
 
 int mvc_take_write_lease(int fd) {
     if (fcntl(fd, F_SETSIG, SIGURG) != 0) return -1;
@@ -40,6 +42,15 @@ unsigned long long mvc_available_bytes(int fd) {
     if (fstatfs(fd, &fs) != 0) return 0;
     return (unsigned long long)fs.f_bavail * (unsigned long long)fs.f_frsize;
 }
+int mvc_open_unnamed(int dirfd, unsigned int mode) {
+    return openat(dirfd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, (mode_t)mode);
+}
+
+int mvc_link_unnamed(int fd, int dirfd, const char *name) {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    return linkat(AT_FDCWD, path, dirfd, name, AT_SYMLINK_FOLLOW);
+}
 #else
 #include <errno.h>
 int mvc_take_write_lease(int fd) { (void)fd; errno = ENOSYS; return -1; }
@@ -47,4 +58,6 @@ int mvc_release_lease(int fd) { (void)fd; errno = ENOSYS; return -1; }
 int mvc_lease_unbroken(int fd) { (void)fd; return 0; }
 int mvc_is_local_lease_fs(int fd) { (void)fd; return 0; }
 unsigned long long mvc_available_bytes(int fd) { (void)fd; return 0; }
+int mvc_open_unnamed(int dirfd, unsigned int mode) { (void)dirfd; (void)mode; errno = EOPNOTSUPP; return -1; }
+int mvc_link_unnamed(int fd, int dirfd, const char *name) { (void)fd; (void)dirfd; (void)name; errno = EOPNOTSUPP; return -1; }
 #endif

@@ -2,7 +2,8 @@
 #define MVC_FILES_H
 // File-system calls Swift's Glibc module cannot make: their names and constants are GNU-only
 // (F_SETLEASE, F_SETSIG), and <fcntl.h> cannot be included in a header Swift imports next to Glibc
-// (its S_IF* macros clash). Used by checkout's in-place rewrite (Sources/MVCCore/InPlace.swift).
+// (its S_IF* macros clash). Used by checkout: the in-place rewrite (Sources/MVCCore/InPlace.swift)
+// and unnamed new files (Checkout.swift).
 
 // Takes a write lease on `fd` (fcntl F_SETLEASE, F_WRLCK): granted only while no other open file
 // description refers to the file (another process's descriptor or memory mapping, or another of
@@ -22,4 +23,13 @@ int mvc_is_local_lease_fs(int fd);
 // The bytes an unprivileged user may still allocate on `fd`'s file system (f_bavail × f_frsize),
 // or 0 when fstatfs fails.
 unsigned long long mvc_available_bytes(int fd);
+// Creates an unnamed regular file in the directory open as `dirfd` (open(2) with O_TMPFILE,
+// write-only, close-on-exec, `mode` less the umask): it gets a name only when linked, so a
+// process killed before leaves nothing behind. Returns the descriptor, or -1 with errno set
+// (EOPNOTSUPP, EISDIR or EINVAL where the file system or kernel cannot).
+int mvc_open_unnamed(int dirfd, unsigned int mode);
+// Links the unnamed file open as `fd` under `name` in the directory open as `dirfd`, through
+// /proc/self/fd (linkat with AT_SYMLINK_FOLLOW; AT_EMPTY_PATH would need CAP_DAC_READ_SEARCH).
+// Fails with EEXIST when the name exists: it never replaces anything. 0, or -1 with errno set.
+int mvc_link_unnamed(int fd, int dirfd, const char *name);
 #endif
