@@ -2,6 +2,7 @@
 #include "mvc_files.h"
 
 #ifdef __linux__
+#include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/vfs.h>
@@ -43,13 +44,14 @@ unsigned long long mvc_available_bytes(int fd) {
     return (unsigned long long)fs.f_bavail * (unsigned long long)fs.f_frsize;
 }
 int mvc_open_unnamed(int dirfd, unsigned int mode) {
-    return openat(dirfd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, (mode_t)mode);
+    int fd = openat(dirfd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, (mode_t)mode);
+    return fd >= 0 ? fd : -errno;
 }
 
 int mvc_link_unnamed(int fd, int dirfd, const char *name) {
     char path[64];
     snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
-    return linkat(AT_FDCWD, path, dirfd, name, AT_SYMLINK_FOLLOW);
+    return linkat(AT_FDCWD, path, dirfd, name, AT_SYMLINK_FOLLOW) == 0 ? 0 : -errno;
 }
 #else
 #include <errno.h>
@@ -58,6 +60,6 @@ int mvc_release_lease(int fd) { (void)fd; errno = ENOSYS; return -1; }
 int mvc_lease_unbroken(int fd) { (void)fd; return 0; }
 int mvc_is_local_lease_fs(int fd) { (void)fd; return 0; }
 unsigned long long mvc_available_bytes(int fd) { (void)fd; return 0; }
-int mvc_open_unnamed(int dirfd, unsigned int mode) { (void)dirfd; (void)mode; errno = EOPNOTSUPP; return -1; }
-int mvc_link_unnamed(int fd, int dirfd, const char *name) { (void)fd; (void)dirfd; (void)name; errno = EOPNOTSUPP; return -1; }
+int mvc_open_unnamed(int dirfd, unsigned int mode) { (void)dirfd; (void)mode; return -EOPNOTSUPP; }
+int mvc_link_unnamed(int fd, int dirfd, const char *name) { (void)fd; (void)dirfd; (void)name; return -EOPNOTSUPP; }
 #endif

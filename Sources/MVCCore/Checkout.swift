@@ -285,64 +285,78 @@ extension Repository {
         // a fresh ext4; and a process killed meanwhile leaves nothing behind.
         var fd: Int32 = -1, unnamed = false
         if !mayExist && writer.unnamedFiles {
-            fd = mvc_open_unnamed(dirfd, UInt32(mode))
-            if fd >= 0 {
+            let r = mvc_open_unnamed(dirfd, UInt32(mode))   // the descriptor, or -errno
+            if r >= 0 {
+                fd = r
                 unnamed = true
-            } else if errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL {
-                writer.unnamedFiles = false   // not on this file system: temp names from now on
             } else {
-                throw .io("create a file in", path: dir, errno: errno)
+                writer.unnamedFiles = false   // temp names from now on; they report any real error
             }
         }
-        if !unnamed { fd = try FileIO.createExclusive(in: dirfd, tmpName, mode: mode, path: tmp) }
+        let writing = unnamed ? abs : tmp   // the name errors give
+        var tempExists = false
+        if !unnamed {
+            fd = try FileIO.createExclusive(in: dirfd, tmpName, mode: mode, path: tmp)
+            tempExists = true
+        }
         var isOpen = true
         do throws(MVCError) {
             if let prefetched {
                 // Read and verified ahead (`SmallObjectPrefetch`).
-                try CheckoutWriter.pwriteAll(fd, prefetched, at: 0, path: tmp)
+                try CheckoutWriter.pwriteAll(fd, prefetched, at: 0, path: writing)
                 progress(UInt64(prefetched.count))
             } else {
                 // Returns only when every byte written was verified (FORMAT.md V2, V3).
-                try writer.write(f.id, to: fd, path: tmp, progress: progress)
+                try writer.write(f.id, to: fd, path: writing, progress: progress)
             }
             // The mode is exactly 0644 or 0755; `openat` gave it already unless the umask took bits away.
             if umask.map({ $0 & mode != 0 }) ?? true { fchmod(fd, mode) }
             if unnamed {
-                let linked = mvc_link_unnamed(fd, dirfd, name) == 0
-                if !linked {
+                var r = mvc_link_unnamed(fd, dirfd, name)   // 0, or -errno
+                if r == -EEXIST {
                     // The link never replaces anything; something appeared at the name since the
                     // plan: replace it as a rename of a temp file would (a link, not its target).
-                    guard errno == EEXIST else { throw .io("create", path: abs, errno: errno) }
-                    guard mvc_link_unnamed(fd, dirfd, tmpName) == 0 else { throw .io("create", path: tmp, errno: errno) }
+                    r = mvc_link_unnamed(fd, dirfd, tmpName)
+                    if r == 0 { tempExists = true }
                 }
+                if r != 0 && r != -ENOSPC && r != -EDQUOT && r != -EIO {
+                    // A link refused (a security module's `link` permission, a file system that
+                    // reports another owner under `protected_hardlinks`): this file again, and all
+                    // after it, under temp names. The bytes were already reported as progress.
+                    close(fd)
+                    isOpen = false
+                    writer.unnamedFiles = false
+                    return try writeFile(f, under: target, writer: writer, directories: directories, mayExist: mayExist, statAfter: statAfter,
+                                         prefetched: prefetched, rewrite: nil, cache: cache, umask: umask) { _ in }
+                }
+                if r != 0 { throw .io("create", path: abs, errno: -r) }
                 close(fd)
                 isOpen = false
-                if !linked { try FileIO.rename(tmpName, name, in: dirfd, path: abs) }
-                guard statAfter else { return (nil, f.size, false, nil) }
-                do throws(MVCError) { return (try FileIO.lstat(in: dirfd, name, path: abs), f.size, false, nil) } catch { return (nil, f.size, false, nil) }
-            }
-            close(fd)
-            isOpen = false
-            // A file replacing another is swapped with it, and the old one removed off this thread.
-            // Why not rename: ext4 makes a rename over a file first write back the new file's
-            // delayed allocations (`auto_da_alloc`), 0.12 s per GiB inside the call; an exchange
-            // leaves the writeback to the kernel, as for a new file.
-            if replacing, try FileIO.exchange(tmpName, name, in: dirfd, path: abs) {
-                if let swapped = try FileIO.lstat(in: dirfd, tmpName, path: tmp), swapped.isDirectory {
-                    // A directory took the file's place since it was checked: put it back.
-                    if (try? FileIO.exchange(tmpName, name, in: dirfd, path: abs)) != true {
-                        throw MVCError(.io, "cannot write '\(f.path)': a directory appeared there meanwhile, and is now at '\(tmp)'",
-                                       hint: "move it back: mv '\(tmp)' '\(abs)'")
-                    }
-                    throw MVCError(.io, "cannot write '\(f.path)': a directory is in the way", hint: "move the directory aside")
-                }
-                writer.discard(tmpName, in: dirfd)
+                if tempExists { try FileIO.rename(tmpName, name, in: dirfd, path: abs) }
             } else {
-                try FileIO.rename(tmpName, name, in: dirfd, path: abs)   // over a symlink, replaces the link itself
+                close(fd)
+                isOpen = false
+                // A file replacing another is swapped with it, and the old one removed off this thread.
+                // Why not rename: ext4 makes a rename over a file first write back the new file's
+                // delayed allocations (`auto_da_alloc`), 0.12 s per GiB inside the call; an exchange
+                // leaves the writeback to the kernel, as for a new file.
+                if replacing, try FileIO.exchange(tmpName, name, in: dirfd, path: abs) {
+                    if let swapped = try FileIO.lstat(in: dirfd, tmpName, path: tmp), swapped.isDirectory {
+                        // A directory took the file's place since it was checked: put it back.
+                        if (try? FileIO.exchange(tmpName, name, in: dirfd, path: abs)) != true {
+                            throw MVCError(.io, "cannot write '\(f.path)': a directory appeared there meanwhile, and is now at '\(tmp)'",
+                                           hint: "move it back: mv '\(tmp)' '\(abs)'")
+                        }
+                        throw MVCError(.io, "cannot write '\(f.path)': a directory is in the way", hint: "move the directory aside")
+                    }
+                    writer.discard(tmpName, in: dirfd)
+                } else {
+                    try FileIO.rename(tmpName, name, in: dirfd, path: abs)   // over a symlink, replaces the link itself
+                }
             }
         } catch {
             if isOpen { close(fd) }   // never twice: the number may belong to another file by now
-            _ = unlinkat(dirfd, tmpName, 0)
+            if tempExists { _ = unlinkat(dirfd, tmpName, 0) }
             throw error
         }
         // The file is in place; a stat that fails now only means it is not recorded.

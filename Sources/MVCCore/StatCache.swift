@@ -228,8 +228,8 @@ final class StatCache {
         if added[key] != e { added[key] = e; dirty = true }
     }
 
-    /// A file checkout wrote and renamed into place: its path, its `lstat` right after the rename,
-    /// and the blob written into it.
+    /// A file checkout wrote and put in place (linked, renamed or swapped in, or rewrote in place):
+    /// its path, its `lstat` right after, and the blob written into it.
     struct WrittenFile {
         var path: String
         var stat: FileIO.Stat
