@@ -484,8 +484,20 @@ final class CheckoutWriter {
     static let slotCount = 3
     /// Objects up to this size are read whole, verified and written on the calling thread.
     static let smallObject: UInt64 = 1 << 20
-    /// Allocated for the first object that needs them.
-    var slots: [UnsafeMutableRawBufferPointer] = []
+    /// Allocated for the first object that needs them (`allocatedSlots`).
+    private var slots: [UnsafeMutableRawBufferPointer] = []
+
+    func allocatedSlots() -> [UnsafeMutableRawBufferPointer] {
+        if slots.isEmpty { slots = (0..<CheckoutWriter.slotCount).map { _ in .allocate(byteCount: segmentBytes, alignment: 64) } }
+        return slots
+    }
+
+    /// The error for the first of `pieces` whose bytes (`slices`, in the same order) do not hash to
+    /// its id, four SHA-256 streams side by side; nil when all match.
+    static func mismatch(_ pieces: some Collection<Piece>, _ slices: [UnsafeRawBufferPointer]) -> MVCError? {
+        for (p, h) in zip(pieces, ObjectID.hashMany(slices)) where h != p.id { return .corrupt(p.id, "content does not match its id") }
+        return nil
+    }
 
     /// Temp names: `.mvc-tmp-<pid>-<n>`, `n` counting up from a random start (`O_EXCL` still
     /// refuses any name that exists), without a `getpid` and a `getrandom` per file.
@@ -553,7 +565,7 @@ final class CheckoutWriter {
         case .raw: pieces = [Piece(id: id, size: loc.storedSize)]
         case .chunks: pieces = try store.chunkList(id, at: loc).chunks.map { Piece(id: $0.id, size: UInt64($0.size)) }
         }
-        if slots.isEmpty { slots = (0..<CheckoutWriter.slotCount).map { _ in .allocate(byteCount: segmentBytes, alignment: 64) } }
+        let slots = allocatedSlots()
         // Never return while the verifying queue still reads a slot.
         defer { queue.sync {} }
         verifier.reset()   // the queue is idle between objects
@@ -734,10 +746,7 @@ final class CheckoutWriter {
                     slices.append(UnsafeRawBufferPointer(start: job.base + at, count: Int(p.size)))
                     at += Int(p.size)
                 }
-                for (p, h) in zip(pieces, ObjectID.hashMany(slices)) where h != p.id {
-                    fail(.corrupt(p.id, "content does not match its id"))
-                    return
-                }
+                if let damaged = CheckoutWriter.mismatch(pieces, slices) { fail(damaged) }
             case .window(let p, let count, let last):
                 stream.update(UnsafeRawBufferPointer(start: job.base, count: count))
                 if last && stream.finalize() != p.id { fail(.corrupt(p.id, "content does not match its id")) }

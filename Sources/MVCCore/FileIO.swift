@@ -291,6 +291,11 @@ enum FileIO {
             throw .io("open", path: path, errno: errno)
         }
         defer { close(fd) }
+        return try readAll(fd, path: path, limit: limit)
+    }
+
+    /// Reads the rest of the file open as `fd`, at most `limit` bytes (more is an error).
+    static func readAll(_ fd: Int32, path: String, limit: Int) throws(MVCError) -> [UInt8] {
         var out = [UInt8]()
         var buf = [UInt8](repeating: 0, count: 65536)
         while true {

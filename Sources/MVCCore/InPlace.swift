@@ -42,18 +42,8 @@ struct RewriteJournal {
             throw .io("open", path: file, errno: errno)
         }
         defer { close(fd) }
-        let st = try FileIO.stat(fd: fd, path: file)
-        var bytes = [UInt8](repeating: 0, count: 1 << 16)
-        var n = 0
-        while n < bytes.count {
-            let got = bytes.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress! + n, $0.count - n) }
-            if got < 0 && errno == EINTR { continue }
-            if got < 0 { throw .io("read", path: file, errno: errno) }
-            if got == 0 { break }
-            n += got
-        }
-        bytes.removeSubrange(n...)
-        guard var journal = parse(bytes) else {
+        let st = try FileIO.stat(fd: fd, path: file)   // its inode, of the very file read
+        guard var journal = parse(try FileIO.readAll(fd, path: file, limit: 1 << 16)) else {
             throw MVCError(.badConfig, "'\(file)' is damaged: it should name the file a checkout was rewriting in place",
                            hint: "remove it; if a checkout was interrupted, check out the version again with --force")
         }
@@ -180,8 +170,7 @@ extension CheckoutWriter {
     /// Reads `rewrite`'s pieces a slot at a time, verifies each batch (four SHA-256 streams side
     /// by side) and hands it to `body`: its first index, its count and the bytes, back to back.
     private func verifiedBatches(_ rewrite: Rewrite, _ body: (Int, Int, UnsafeMutableRawBufferPointer) throws(MVCError) -> Void) throws(MVCError) {
-        if slots.isEmpty { slots = (0..<CheckoutWriter.slotCount).map { _ in .allocate(byteCount: segmentBytes, alignment: 64) } }
-        let buffer = slots[0]
+        let buffer = allocatedSlots()[0]
         var next = 0
         while next < rewrite.pieces.count {
             let first = next
@@ -195,9 +184,7 @@ extension CheckoutWriter {
                 filled += Int(p.size)
                 next += 1
             }
-            for (p, h) in zip(rewrite.pieces[first..<next], ObjectID.hashMany(slices)) where h != p.id {
-                throw .corrupt(p.id, "content does not match its id")
-            }
+            if let damaged = CheckoutWriter.mismatch(rewrite.pieces[first..<next], slices) { throw damaged }
             try body(first, next - first, UnsafeMutableRawBufferPointer(rebasing: buffer[0..<filled]))
         }
     }
